@@ -1,0 +1,1 @@
+"""L4: the Riak KV compatible HTTP API."""

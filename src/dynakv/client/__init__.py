@@ -1,0 +1,1 @@
+"""L4: the Python client for the native protocol (imports no server code)."""

@@ -1,0 +1,168 @@
+"""Cluster settings, timings and limits, validated on construction.
+
+A bad value raises `ConfigError` naming the field and the bound it broke, so an operator reading the
+message knows what to change. Quorum settings may be given as Riak does, as an integer or as one of
+"one", "quorum", "all"; `resolve_quorum` turns them into an integer for a given n_val.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Self, TypeVar
+
+from dynakv.core.errors import ConfigError
+
+PARTITIONS_MIN: Final = 8
+PARTITIONS_MAX: Final = 65536
+N_VAL_MAX: Final = 16
+SYMBOLIC_QUORUMS: Final = ("one", "quorum", "all")
+
+Quorum = int | str
+C = TypeVar("C")
+
+
+def resolve_quorum(name: str, value: Quorum, n_val: int, *, minimum: int = 1) -> int:
+    """Turn a quorum setting into an integer in [minimum, n_val], or raise naming `name`."""
+    if isinstance(value, str):
+        if value == "one":
+            return 1
+        if value == "quorum":
+            return n_val // 2 + 1
+        if value == "all":
+            return n_val
+        raise ConfigError(name, f"{value!r} is not a quorum (use an integer or one of {SYMBOLIC_QUORUMS})")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(name, f"{value!r} is not a quorum (use an integer or one of {SYMBOLIC_QUORUMS})")
+    if value < minimum:
+        raise ConfigError(name, f"{value} is below the minimum {minimum}")
+    if value > n_val:
+        raise ConfigError(name, f"{value} is above n_val {n_val} ({name} must be at most n_val)")
+    return value
+
+
+def _check_int(name: str, value: object, lo: int, hi: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(name, f"expected an integer, got {value!r}")
+    if value < lo:
+        raise ConfigError(name, f"{value} is below the minimum {lo}")
+    if hi is not None and value > hi:
+        raise ConfigError(name, f"{value} is above the maximum {hi}")
+    return value
+
+
+def _from_mapping(cls: type[C], values: Mapping[str, Any]) -> C:
+    """Build a settings dataclass from a mapping, refusing unknown fields by name."""
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for name in sorted(values):
+        if name not in known:
+            raise ConfigError(name, f"unknown setting for {cls.__name__}")
+    return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """Settings fixed for a cluster, and the default request quorums of its buckets.
+
+    `partitions` is Q, the number of equal partitions of the ring (paper section 6.2, strategy 3; Riak's
+    ring_size): a power of two, fixed when the cluster is created.
+    """
+
+    cluster_name: str = "dynakv"
+    partitions: int = 64
+    n_val: int = 3
+    r: Quorum = "quorum"
+    w: Quorum = "quorum"
+    dw: Quorum = "quorum"
+    rw: Quorum = "quorum"
+    pr: Quorum = 0
+    pw: Quorum = 0
+
+    def __post_init__(self) -> None:
+        if not self.cluster_name or len(self.cluster_name.encode()) > 64:
+            raise ConfigError("cluster_name", "must be 1 to 64 bytes")
+        q = _check_int("partitions", self.partitions, PARTITIONS_MIN, PARTITIONS_MAX)
+        if q & (q - 1):
+            raise ConfigError("partitions", f"{q} is not a power of two")
+        n = _check_int("n_val", self.n_val, 1, N_VAL_MAX)
+        if n > q:
+            raise ConfigError("n_val", f"{n} is above partitions {q}")
+        for name in ("r", "w", "rw"):
+            resolve_quorum(name, getattr(self, name), n)
+        for name in ("dw", "pr", "pw"):
+            resolve_quorum(name, getattr(self, name), n, minimum=0)
+
+    def quorum(self, name: str) -> int:
+        """The integer value of the quorum setting `name` ("r", "w", "dw", "rw", "pr", "pw")."""
+        minimum = 1 if name in ("r", "w", "rw") else 0
+        value: Quorum = getattr(self, name)
+        return resolve_quorum(name, value, self.n_val, minimum=minimum)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> Self:
+        return _from_mapping(cls, values)
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Intervals and timeouts, all in milliseconds. `tick_ms` drives all periodic work."""
+
+    tick_ms: int = 100
+    request_timeout_ms: int = 5_000
+    read_repair_wait_ms: int = 500
+    gossip_interval_ms: int = 1_000
+    probe_interval_ms: int = 1_000
+    hint_age_max_ms: int = 7 * 24 * 3600 * 1000
+
+    def __post_init__(self) -> None:
+        tick = _check_int("tick_ms", self.tick_ms, 1, 60_000)
+        for f in dataclasses.fields(self):
+            if f.name != "tick_ms":
+                _check_int(f.name, getattr(self, f.name), tick)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> Self:
+        return _from_mapping(cls, values)
+
+
+_KIB: Final = 1024
+_MIB: Final = 1024 * 1024
+# Room in a frame for the envelope, the key and the sibling metadata around the object bytes.
+FRAME_OVERHEAD_BYTES: Final = 64 * _KIB
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Every size and count bound in one place (ARCHITECTURE.md section 6): at a bound, refuse clearly."""
+
+    key_bytes_max: int = 1 * _KIB
+    bucket_bytes_max: int = 256
+    value_bytes_max: int = 1 * _MIB
+    siblings_max: int = 100
+    object_bytes_max: int = 50 * _MIB
+    frame_bytes_max: int = 64 * _MIB
+    pending_requests_max: int = 10_000
+    send_queue_frames_max: int = 10_000
+    hints_per_target_max: int = 1_000_000
+    hint_bytes_per_target_max: int = 1024 * _MIB
+    transfer_batch_bytes_max: int = 1 * _MIB
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            _check_int(f.name, getattr(self, f.name), 1)
+        if self.value_bytes_max > self.object_bytes_max:
+            raise ConfigError(
+                "value_bytes_max",
+                f"{self.value_bytes_max} is above object_bytes_max {self.object_bytes_max}",
+            )
+        needed = self.object_bytes_max + FRAME_OVERHEAD_BYTES
+        if self.frame_bytes_max < needed:
+            raise ConfigError(
+                "frame_bytes_max",
+                f"{self.frame_bytes_max} is below object_bytes_max + {FRAME_OVERHEAD_BYTES} = {needed}",
+            )
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> Self:
+        return _from_mapping(cls, values)

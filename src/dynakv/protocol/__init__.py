@@ -1,0 +1,1 @@
+"""L1: sans-IO state machines: handle(event, now_ms) -> effects. No I/O."""

@@ -1,0 +1,1 @@
+"""L3: the deterministic simulator driving the same node code."""

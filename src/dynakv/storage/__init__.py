@@ -1,0 +1,1 @@
+"""L2: local storage engines behind one interface."""

@@ -1,0 +1,1 @@
+"""L2: msgpack codec with type tags and protocol version; length-prefixed framing."""
