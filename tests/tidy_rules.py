@@ -43,9 +43,13 @@ def banned_imports(tree: ast.AST, banned: frozenset[str]) -> Iterator[tuple[int,
             for alias in node.names:
                 if alias.name.split(".")[0] in banned:
                     yield node.lineno, f"imports {alias.name}"
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            if node.module.split(".")[0] in banned:
-                yield node.lineno, f"imports from {node.module}"
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.level == 0
+            and node.module
+            and node.module.split(".")[0] in banned
+        ):
+            yield node.lineno, f"imports from {node.module}"
 
 
 def global_random_uses(tree: ast.AST) -> Iterator[tuple[int, str]]:

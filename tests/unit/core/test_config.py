@@ -38,30 +38,30 @@ def test_symbolic_quorums(symbol: str, n_val: int, expected: int) -> None:
 
 @pytest.mark.parametrize("q", [4, 7, 100, 131072, 0])
 def test_partitions_must_be_a_power_of_two_in_range(q: int) -> None:
-    with pytest.raises(ConfigError, match="^partitions: "):
+    with pytest.raises(ConfigError, match=r"^partitions: "):
         ClusterConfig(partitions=q)
 
 
 def test_n_val_above_partitions_is_refused() -> None:
-    with pytest.raises(ConfigError, match="^n_val: "):
+    with pytest.raises(ConfigError, match=r"^n_val: "):
         ClusterConfig(partitions=8, n_val=9)
 
 
 def test_unknown_setting_is_named() -> None:
-    with pytest.raises(ConfigError, match="^n_vall: unknown setting"):
+    with pytest.raises(ConfigError, match=r"^n_vall: unknown setting"):
         ClusterConfig.from_mapping({"n_vall": 3})
     assert ClusterConfig.from_mapping({"n_val": 5, "w": 4}).quorum("w") == 4
 
 
 def test_timing_refuses_intervals_shorter_than_a_tick() -> None:
-    with pytest.raises(ConfigError, match="^request_timeout_ms: 50 is below the minimum 100"):
+    with pytest.raises(ConfigError, match=r"^request_timeout_ms: 50 is below the minimum 100"):
         Timing(tick_ms=100, request_timeout_ms=50)
 
 
 def test_limits_keep_a_frame_big_enough_for_an_object() -> None:
-    with pytest.raises(ConfigError, match="^frame_bytes_max: "):
+    with pytest.raises(ConfigError, match=r"^frame_bytes_max: "):
         Limits(object_bytes_max=10_000_000, frame_bytes_max=10_000_000)
-    with pytest.raises(ConfigError, match="^value_bytes_max: "):
+    with pytest.raises(ConfigError, match=r"^value_bytes_max: "):
         Limits(value_bytes_max=2_000, object_bytes_max=1_000)
-    with pytest.raises(ConfigError, match="^siblings_max: "):
+    with pytest.raises(ConfigError, match=r"^siblings_max: "):
         Limits(siblings_max=0)
