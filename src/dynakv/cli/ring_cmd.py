@@ -34,7 +34,7 @@ strategies (Dynamo paper section 6.2):
 tail violation: a token (strategy 1) or partition (2, 3) whose n_val consecutive owners clockwise are
 not n_val distinct nodes, so its preference list skipped owners. zone violation: a token or partition
 whose replicas span fewer zones than min(replicas, zones).
-node i is in zone "zone{(i-1) %% Z + 1}" with --zones Z. The seed makes strategies 1 and 2 reproducible.
+node i is in zone "zone{(i-1) % Z + 1}" with --zones Z. The seed makes strategies 1 and 2 reproducible.
 
 --json prints one object:
   strategy, nodes, partitions (null for strategy 1), n_val, tokens (T; null for strategy 3),
@@ -101,15 +101,26 @@ def register(commands: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--nodes", type=_at_least_one, required=True, metavar="S", help="number of nodes")
-    parser.add_argument("--partitions", type=_partitions, required=True, metavar="Q",
-                        help=f"ring size Q, a power of two from {PARTITIONS_MIN} to {PARTITIONS_MAX}")
-    parser.add_argument("--n-val", type=_n_val, required=True, metavar="N",
-                        help=f"replicas per key, 1 to {N_VAL_MAX}")
+    parser.add_argument(
+        "--partitions",
+        type=_partitions,
+        required=True,
+        metavar="Q",
+        help=f"ring size Q, a power of two from {PARTITIONS_MIN} to {PARTITIONS_MAX}",
+    )
+    parser.add_argument(
+        "--n-val", type=_n_val, required=True, metavar="N", help=f"replicas per key, 1 to {N_VAL_MAX}"
+    )
     parser.add_argument("--zones", type=_at_least_one, metavar="Z", help="spread nodes over Z zones")
-    parser.add_argument("--strategy", type=_strategy, default=3, metavar="{1,2,3}",
-                        help="placement strategy (default 3)")
-    parser.add_argument("--tokens", type=_at_least_one, metavar="T",
-                        help=f"tokens per node for strategies 1 and 2 (default {TOKENS_DEFAULT})")
+    parser.add_argument(
+        "--strategy", type=_strategy, default=3, metavar="{1,2,3}", help="placement strategy (default 3)"
+    )
+    parser.add_argument(
+        "--tokens",
+        type=_at_least_one,
+        metavar="T",
+        help=f"tokens per node for strategies 1 and 2 (default {TOKENS_DEFAULT})",
+    )
     parser.add_argument("--seed", type=_int, default=0, help="random seed for strategies 1 and 2 (default 0)")
     parser.add_argument("--json", action="store_true", help="print one JSON object (fields below)")
     parser.set_defaults(run=functools.partial(run_plan, parser))
@@ -199,10 +210,17 @@ def format_report(report: dict[str, Any]) -> str:
     rows = [[_cell(row[c]) for c in columns] for row in report["per_node"]]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
     lines = [head, "", "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
-    lines += ["  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in
-                        enumerate(zip(row, widths, strict=True))) for row in rows]
-    lines += ["", f"balance (max/mean ownership)  {report['balance']:.4f}",
-              f"tail violations               {report['tail_violations']}"]
+    lines += [
+        "  ".join(
+            cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    ]
+    lines += [
+        "",
+        f"balance (max/mean ownership)  {report['balance']:.4f}",
+        f"tail violations               {report['tail_violations']}",
+    ]
     if report["zone_violations"] is not None:
         lines.append(f"zone violations               {report['zone_violations']}")
     for change, who in (("add", report["joining"]), ("remove", report["leaving"])):
