@@ -1,0 +1,145 @@
+"""Coordination of one get or put: which replicas answered, and whether the quorums are met.
+
+Pure bookkeeping, no storage and no messages: `node.py` feeds in the answers and acts on the outcome.
+A put succeeds when w replicas acknowledged, dw of them durably and pw of them primaries; it fails as
+soon as one of these can no longer be reached with the replicas still outstanding, or at the deadline.
+A get succeeds after r replies (a not-found counts, as Riak's notfound_ok) with pr of them primaries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from dynakv.core.objects import StoredObject, decode_object
+from dynakv.protocol.messages import Failure, FailureKind
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A replica asked to take part: a node and whether it is a primary for the key."""
+
+    node: str
+    primary: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Need:
+    """One quorum: `count` answers from the replicas that `eligible` names."""
+
+    name: str
+    count: int
+    eligible: frozenset[str]
+
+
+def _is_target(targets: tuple[Target, ...], node: str) -> bool:
+    return any(t.node == node for t in targets)
+
+
+def _quorum_state(need: Need, done: set[str], failed: set[str]) -> bool | None:
+    """True when met, False when it can no longer be met, None while undecided."""
+    got = len(done & need.eligible)
+    if got >= need.count:
+        return True
+    outstanding = len(need.eligible - done - failed)
+    return False if got + outstanding < need.count else None
+
+
+def _unavailable(need: Need, done: set[str], timeout: bool) -> Failure:
+    got = len(done & need.eligible)
+    kind = FailureKind.TIMEOUT if timeout else FailureKind.UNAVAILABLE
+    why = "did not answer in time" if timeout else "could not be reached"
+    return Failure(
+        kind,
+        f"{need.name}={need.count} needed {need.count} replicas, {got} acknowledged; the others {why}",
+        field=need.name,
+        needed=need.count,
+        acknowledged=got,
+    )
+
+
+def decide(
+    needs: Sequence[Need],
+    done_for: Callable[[Need], set[str]],
+    failed: set[str],
+    deadline_ms: int,
+    now_ms: int,
+) -> bool | Failure | None:
+    """True: every quorum is met; a Failure: one cannot be met (or the deadline passed first); None:
+    keep waiting. `done_for(need)` is the set of replicas that answered in the way `need` counts."""
+    states = [(need, _quorum_state(need, done_for(need), failed)) for need in needs]
+    for need, state in states:
+        if state is False:
+            return _unavailable(need, done_for(need), timeout=False)
+    if all(state for _, state in states):
+        return True
+    if now_ms >= deadline_ms:
+        need = next(need for need, state in states if state is None)
+        return _unavailable(need, done_for(need), timeout=True)
+    return None
+
+
+@dataclass(slots=True)
+class PutCoordination:
+    """The acknowledgements of one put. `durable_asked` are the targets asked for a durable write."""
+
+    targets: tuple[Target, ...]
+    needs: tuple[Need, ...]
+    deadline_ms: int
+    acked: set[str] = field(default_factory=set)
+    durable_acked: set[str] = field(default_factory=set)
+    failed: set[str] = field(default_factory=set)
+
+    def ack(self, node: str, ok: bool, durable: bool) -> None:
+        if node in self.acked or node in self.failed or not _is_target(self.targets, node):
+            return  # a duplicate or stray answer changes nothing
+        if ok:
+            self.acked.add(node)
+            if durable:
+                self.durable_acked.add(node)
+        else:
+            self.failed.add(node)
+
+    def outcome(self, now_ms: int) -> bool | Failure | None:
+        return decide(self.needs, self._done_for, self.failed, self.deadline_ms, now_ms)
+
+    def _done_for(self, need: Need) -> set[str]:
+        return self.durable_acked if need.name == "dw" else self.acked
+
+
+@dataclass(slots=True)
+class GetCoordination:
+    """The replies of one get; after the reply it lingers for read repair until all answered."""
+
+    targets: tuple[Target, ...]
+    needs: tuple[Need, ...]
+    deadline_ms: int
+    replies: dict[str, StoredObject | None] = field(default_factory=dict)
+    failed: set[str] = field(default_factory=set)
+    replied: bool = False
+
+    def answer(self, node: str, obj: bytes | None) -> None:
+        """Record a replica's answer; an undecodable object counts as a failed replica."""
+        if node in self.replies or node in self.failed or not _is_target(self.targets, node):
+            return
+        if obj is None:
+            self.replies[node] = None
+            return
+        try:
+            self.replies[node] = decode_object(obj)
+        except Exception:  # DecodeError, but a replica's bad bytes must never crash the coordinator
+            self.failed.add(node)
+
+    def fail(self, node: str) -> None:
+        if node not in self.replies and _is_target(self.targets, node):
+            self.failed.add(node)
+
+    def outcome(self, now_ms: int) -> bool | Failure | None:
+        done = set(self.replies)
+        return decide(self.needs, lambda _: done, self.failed, self.deadline_ms, now_ms)
+
+    def all_answered(self) -> bool:
+        return len(self.replies) + len(self.failed) >= len(self.targets)
+
+    def objects(self) -> Sequence[StoredObject]:
+        return [obj for _, obj in sorted(self.replies.items()) if obj is not None]

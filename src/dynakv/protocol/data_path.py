@@ -1,0 +1,478 @@
+"""Gets, puts and deletes: coordination on the coordinator side, replica work on the other side.
+
+Paper section 4.5. A put is coordinated by a primary of the key (a node outside the preference list
+forwards it): the coordinator applies the write to its own copy (minting a dot under its actor id),
+then sends the new object to the other primaries and replies after the w, dw and pw quorums are met.
+A get may be coordinated by any node: it asks the n_val primaries, replies after r (and pr) answers
+with every sibling merged, then waits a bounded time for the rest and read-repairs stale replicas.
+
+Actor ids: a node's actor id must change whenever it loses its data (see docs/dvv.md, riak_kv#679),
+so it is handed in by the driver, which keeps it with the data.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from dynakv.core.config import ClusterConfig, Limits, Timing
+from dynakv.core.dvv import decode_context, encode_context, reconcile
+from dynakv.core.errors import DecodeError, LimitExceeded
+from dynakv.core.objects import Content, StoredObject, encode_object, visible_siblings
+from dynakv.core.preflist import primaries
+from dynakv.core.ring import Ring
+from dynakv.protocol import replica
+from dynakv.protocol.coordinator import GetCoordination, Need, PutCoordination, Target
+from dynakv.protocol.effects import Effect, Reply, Send
+from dynakv.protocol.messages import (
+    ClientReply,
+    ClientRequest,
+    DeleteReply,
+    DeleteRequest,
+    Failure,
+    FailureKind,
+    ForwardReply,
+    ForwardRequest,
+    GetReply,
+    GetRequest,
+    PeerMessage,
+    PutReply,
+    PutRequest,
+    ReadRepair,
+    ReplicaGet,
+    ReplicaGetReply,
+    ReplicaPut,
+    ReplicaPutAck,
+)
+from dynakv.protocol.ports import StorageEngine, StorageError
+from dynakv.protocol.requests import bad_request, check_sizes, resolve_quorums
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    timing: Timing = field(default_factory=Timing)
+    limits: Limits = field(default_factory=Limits)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientOrigin:
+    ref: int
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardOrigin:
+    node: str
+    req_id: int
+
+
+Origin = ClientOrigin | ForwardOrigin
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """Where a request goes: the key's partition, the replicas to ask, the quorums as integers."""
+
+    partition: int
+    targets: tuple[Target, ...]
+    quorums: dict[str, int]
+
+
+@dataclass(slots=True)
+class _Put:
+    origin: Origin
+    coordination: PutCoordination
+    obj: StoredObject
+    reply_body: bool
+    is_delete: bool
+
+
+@dataclass(slots=True)
+class _Get:
+    origin: Origin
+    coordination: GetCoordination
+    partition: int
+    bucket: bytes
+    key: bytes
+    repair_deadline_ms: int = 0
+
+
+@dataclass(slots=True)
+class _Forward:
+    ref: int
+    node: str
+    deadline_ms: int
+
+
+def _reply(origin: Origin, reply: ClientReply, out: list[Effect]) -> None:
+    if isinstance(origin, ClientOrigin):
+        out.append(Reply(origin.ref, reply))
+    else:
+        out.append(Send(origin.node, ForwardReply(origin.req_id, reply)))
+
+
+def _values(obj: StoredObject) -> tuple[Content, ...]:
+    """What a client sees of an object: the contents of its siblings, never tombstones."""
+    return tuple(content for _, content in visible_siblings(obj))
+
+
+def _storage_failure(err: Exception) -> Failure:
+    return Failure(FailureKind.STORAGE, f"local storage failed: {err}")
+
+
+class DataPath:
+    def __init__(
+        self,
+        name: str,
+        actor: str,
+        ring: Ring,
+        storage: StorageEngine,
+        *,
+        settings: Settings,
+        counters: Counter[str],
+    ) -> None:
+        self.name = name
+        self.actor = actor
+        self.ring = ring
+        self.storage = storage
+        self.cluster = settings.cluster
+        self.timing = settings.timing
+        self.limits = settings.limits
+        self.counters = counters
+        self.down: set[str] = set()
+        self._next_id = 0
+        self._puts: dict[int, _Put] = {}
+        self._gets: dict[int, _Get] = {}
+        self._forwards: dict[int, _Forward] = {}
+
+    # -- bookkeeping ---------------------------------------------------------------------------------
+
+    def pending(self) -> int:
+        return len(self._puts) + len(self._gets) + len(self._forwards)
+
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def _deadline(self, request: ClientRequest, now_ms: int) -> int:
+        timeout = request.timeout_ms or self.timing.request_timeout_ms
+        return now_ms + timeout
+
+    def _targets(self, partition: int) -> tuple[Target, ...]:
+        return tuple(Target(node, True) for node in primaries(self.ring, partition, self.cluster.n_val))
+
+    # -- client requests -------------------------------------------------------------------------------
+
+    def on_client_request(
+        self, origin: Origin, request: ClientRequest, now_ms: int, out: list[Effect]
+    ) -> None:
+        self.counters[f"requests.{type(request).__name__}"] += 1
+        failure = check_sizes(request, self.limits)
+        if failure is None and self.pending() >= self.limits.pending_requests_max:
+            limit = self.limits.pending_requests_max
+            failure = Failure(FailureKind.OVERLOADED, f"{limit} requests in flight, the limit; retry later")
+        quorums = resolve_quorums(request, self.cluster, self.cluster.n_val) if failure is None else failure
+        if isinstance(quorums, Failure):
+            _reply(origin, quorums, out)
+            return
+        partition = self.ring.partition_for_key(request.bucket, request.key)
+        plan = _Plan(partition, self._targets(partition), quorums)
+        if isinstance(request, GetRequest):
+            self._start_get(origin, request, plan, now_ms, out)
+        elif any(t.node == self.name for t in plan.targets):
+            self._start_put(origin, request, plan, now_ms, out)
+        else:
+            self._forward(origin, request, plan.targets, now_ms, out)
+
+    def _forward(
+        self,
+        origin: Origin,
+        request: ClientRequest,
+        targets: tuple[Target, ...],
+        now_ms: int,
+        out: list[Effect],
+    ) -> None:
+        up = [t.node for t in targets if t.node not in self.down]
+        if not up or isinstance(origin, ForwardOrigin):
+            # A forwarded request is never forwarded again: rings that disagree must not make loops.
+            needed = self.cluster.quorum("w")
+            _reply(
+                origin,
+                Failure(
+                    FailureKind.UNAVAILABLE,
+                    "no primary of the key is reachable to coordinate",
+                    field="w",
+                    needed=needed,
+                    acknowledged=0,
+                ),
+                out,
+            )
+            return
+        req_id = self._new_id()
+        assert isinstance(origin, ClientOrigin)
+        self._forwards[req_id] = _Forward(origin.ref, up[0], self._deadline(request, now_ms))
+        out.append(Send(up[0], ForwardRequest(req_id, request)))
+
+    # -- puts and deletes ------------------------------------------------------------------------------
+
+    def _start_put(
+        self, origin: Origin, request: PutRequest | DeleteRequest, plan: _Plan, now_ms: int, out: list[Effect]
+    ) -> None:
+        partition, targets, quorums = plan.partition, plan.targets, plan.quorums
+        try:
+            context = decode_context(request.context)
+        except DecodeError as err:
+            _reply(origin, bad_request("context", f"context: not a context this store issued ({err})"), out)
+            return
+        content = request.content if isinstance(request, PutRequest) else Content.tombstone(now_ms)
+        durable = quorums["dw"] > 0
+        try:
+            local = replica.read_local(self.storage, partition, request.bucket, request.key)
+            if isinstance(request, DeleteRequest) and not request.context:
+                # A delete without a context removes what the coordinator holds (Riak reads before
+                # such a delete); a value it has not seen yet survives as a sibling, never lost.
+                context = local.context()
+            obj = local.update(context, self.actor, content, now_ms)
+            data = self._encode_checked(obj)
+            self.storage.put(partition, request.bucket, request.key, data, durable=durable)
+        except (StorageError, DecodeError) as err:
+            _reply(origin, _storage_failure(err), out)
+            return
+        except _Refused as refused:
+            _reply(origin, refused.failure, out)
+            return
+        coordination = PutCoordination(
+            targets, self._put_needs(targets, quorums), self._deadline(request, now_ms)
+        )
+        coordination.ack(self.name, True, durable)
+        req_id = self._new_id()
+        put = _Put(
+            origin,
+            coordination,
+            obj,
+            isinstance(request, PutRequest) and request.return_body,
+            isinstance(request, DeleteRequest),
+        )
+        self._puts[req_id] = put
+        msg = ReplicaPut(req_id, partition, request.bucket, request.key, data, durable)
+        for target in targets:
+            if target.node == self.name:
+                continue
+            if target.node in self.down:
+                coordination.ack(target.node, False, False)
+            else:
+                out.append(Send(target.node, msg))
+        self._settle_put(req_id, put, now_ms, out)
+
+    def _encode_checked(self, obj: StoredObject) -> bytes:
+        if len(obj.siblings) > self.limits.siblings_max:
+            raise _Refused(
+                bad_request(
+                    "siblings",
+                    f"the put would leave {len(obj.siblings)} siblings, over the limit of "
+                    f"{self.limits.siblings_max}; read, resolve and write back with the context",
+                )
+            )
+        try:
+            data = encode_object(obj)
+        except LimitExceeded as err:
+            raise _Refused(bad_request(err.limit, str(err))) from None
+        if len(data) > self.limits.object_bytes_max:
+            raise _Refused(
+                bad_request(
+                    "object",
+                    f"the object would be {len(data)} bytes, "
+                    f"over the limit of {self.limits.object_bytes_max}",
+                )
+            )
+        return data
+
+    @staticmethod
+    def _put_needs(targets: tuple[Target, ...], quorums: dict[str, int]) -> tuple[Need, ...]:
+        every = frozenset(t.node for t in targets)
+        prims = frozenset(t.node for t in targets if t.primary)
+        needs = [
+            Need("w", quorums["w"], every),
+            Need("dw", quorums["dw"], every),
+            Need("pw", quorums["pw"], prims),
+        ]
+        return tuple(n for n in needs if n.count > 0)
+
+    def _settle_put(self, req_id: int, put: _Put, now_ms: int, out: list[Effect]) -> None:
+        outcome = put.coordination.outcome(now_ms)
+        if outcome is None:
+            return
+        del self._puts[req_id]
+        if isinstance(outcome, Failure):
+            self.counters[f"failures.{outcome.kind.value}"] += 1
+            _reply(put.origin, outcome, out)
+        elif put.is_delete:
+            _reply(put.origin, DeleteReply(), out)
+        else:
+            body = _values(put.obj) if put.reply_body else ()
+            _reply(put.origin, PutReply(encode_context(put.obj.context()), body), out)
+
+    # -- gets ----------------------------------------------------------------------------------------
+
+    def _start_get(
+        self, origin: Origin, request: GetRequest, plan: _Plan, now_ms: int, out: list[Effect]
+    ) -> None:
+        partition, targets, quorums = plan.partition, plan.targets, plan.quorums
+        every = frozenset(t.node for t in targets)
+        prims = frozenset(t.node for t in targets if t.primary)
+        needs = tuple(
+            n for n in (Need("r", quorums["r"], every), Need("pr", quorums["pr"], prims)) if n.count > 0
+        )
+        coordination = GetCoordination(targets, needs, self._deadline(request, now_ms))
+        req_id = self._new_id()
+        get = _Get(origin, coordination, partition, request.bucket, request.key)
+        self._gets[req_id] = get
+        msg = ReplicaGet(req_id, partition, request.bucket, request.key)
+        for target in targets:
+            if target.node == self.name:
+                try:
+                    coordination.answer(self.name, self.storage.get(partition, request.bucket, request.key))
+                except StorageError:
+                    coordination.fail(self.name)
+            elif target.node in self.down:
+                coordination.fail(target.node)
+            else:
+                out.append(Send(target.node, msg))
+        self._settle_get(req_id, get, now_ms, out)
+
+    def _settle_get(self, req_id: int, get: _Get, now_ms: int, out: list[Effect]) -> None:
+        coordination = get.coordination
+        if not coordination.replied:
+            outcome = coordination.outcome(now_ms)
+            if outcome is None:
+                return
+            coordination.replied = True
+            get.repair_deadline_ms = now_ms + self.timing.read_repair_wait_ms
+            if isinstance(outcome, Failure):
+                self.counters[f"failures.{outcome.kind.value}"] += 1
+                _reply(get.origin, outcome, out)
+            else:
+                merged = reconcile(coordination.objects())
+                visible = _values(merged)
+                _reply(get.origin, GetReply(bool(visible), visible, encode_context(merged.context())), out)
+        if coordination.all_answered() or now_ms >= get.repair_deadline_ms:
+            del self._gets[req_id]
+            self._read_repair(get, out)
+
+    def _read_repair(self, get: _Get, out: list[Effect]) -> None:
+        """Send the merged object to every replica that answered with less (paper section 5)."""
+        objects = get.coordination.objects()
+        if not objects:
+            return
+        merged = reconcile(objects)
+        data: bytes | None = None
+        for node, obj in sorted(get.coordination.replies.items()):
+            if obj == merged:
+                continue
+            data = data if data is not None else encode_object(merged)
+            self.counters["read_repairs"] += 1
+            if node == self.name:
+                self._merge_quietly(get.partition, get.bucket, get.key, data)
+            else:
+                out.append(Send(node, ReadRepair(get.partition, get.bucket, get.key, data)))
+
+    def _merge_quietly(self, partition: int, bucket: bytes, key: bytes, data: bytes) -> bool:
+        try:
+            replica.merge_local(self.storage, partition, bucket, key, data, durable=False)
+        except (StorageError, DecodeError):
+            self.counters["replica_errors"] += 1
+            return False
+        return True
+
+    # -- peer messages ------------------------------------------------------------------------------
+
+    def on_message(self, src: str, msg: PeerMessage, now_ms: int, out: list[Effect]) -> None:
+        if isinstance(msg, ReplicaGet | ReplicaPut | ReadRepair):
+            self._on_replica_message(src, msg, out)
+        else:
+            self._on_coordinator_message(src, msg, now_ms, out)
+
+    def _on_replica_message(
+        self, src: str, msg: ReplicaGet | ReplicaPut | ReadRepair, out: list[Effect]
+    ) -> None:
+        """The replica side: answer from, or merge into, local storage."""
+        match msg:
+            case ReplicaGet(req_id, partition, bucket, key):
+                try:
+                    out.append(Send(src, ReplicaGetReply(req_id, self.storage.get(partition, bucket, key))))
+                except StorageError:
+                    out.append(Send(src, ReplicaGetReply(req_id, None, ok=False)))
+            case ReplicaPut(req_id, partition, bucket, key, obj, durable):
+                try:
+                    replica.merge_local(self.storage, partition, bucket, key, obj, durable=durable)
+                    out.append(Send(src, ReplicaPutAck(req_id, True, durable)))
+                except (StorageError, DecodeError):
+                    self.counters["replica_errors"] += 1
+                    out.append(Send(src, ReplicaPutAck(req_id, False, False)))
+            case ReadRepair(partition, bucket, key, obj):
+                self._merge_quietly(partition, bucket, key, obj)
+
+    def _on_coordinator_message(self, src: str, msg: PeerMessage, now_ms: int, out: list[Effect]) -> None:
+        """The coordinator side: answers to requests in flight (late or unknown ones are dropped)."""
+        match msg:
+            case ReplicaGetReply(req_id, obj, ok):
+                get = self._gets.get(req_id)
+                if get is not None:
+                    if ok:
+                        get.coordination.answer(src, obj)
+                    else:
+                        get.coordination.fail(src)
+                    self._settle_get(req_id, get, now_ms, out)
+            case ReplicaPutAck(req_id, ok, durable):
+                put = self._puts.get(req_id)
+                if put is not None:
+                    put.coordination.ack(src, ok, durable)
+                    self._settle_put(req_id, put, now_ms, out)
+            case ForwardRequest(req_id, request):
+                self.on_client_request(ForwardOrigin(src, req_id), request, now_ms, out)
+            case ForwardReply(req_id, reply):
+                forward = self._forwards.pop(req_id, None)
+                if forward is not None:
+                    out.append(Reply(forward.ref, reply))
+
+    # -- time and peers ------------------------------------------------------------------------------
+
+    def on_tick(self, now_ms: int, out: list[Effect]) -> None:
+        for req_id, put in sorted(self._puts.items()):
+            self._settle_put(req_id, put, now_ms, out)
+        for req_id, get in sorted(self._gets.items()):
+            self._settle_get(req_id, get, now_ms, out)
+        for req_id, forward in sorted(self._forwards.items()):
+            if now_ms >= forward.deadline_ms:
+                del self._forwards[req_id]
+                out.append(
+                    Reply(
+                        forward.ref,
+                        Failure(
+                            FailureKind.TIMEOUT,
+                            f"the coordinator {forward.node} did not answer in time",
+                            field="w",
+                            needed=self.cluster.quorum("w"),
+                            acknowledged=0,
+                        ),
+                    )
+                )
+
+    def on_peer_down(self, node: str, now_ms: int, out: list[Effect]) -> None:
+        """A lost connection: requests waiting on that node stop waiting for it."""
+        self.down.add(node)
+        for req_id, put in sorted(self._puts.items()):
+            if any(t.node == node for t in put.coordination.targets):
+                put.coordination.ack(node, False, False)
+                self._settle_put(req_id, put, now_ms, out)
+        for req_id, get in sorted(self._gets.items()):
+            get.coordination.fail(node)
+            self._settle_get(req_id, get, now_ms, out)
+
+
+class _Refused(Exception):
+    """A put refused before anything was stored (a limit); carries the client's failure."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
