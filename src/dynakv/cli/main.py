@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from dynakv import __version__
-from dynakv.cli import ring_cmd
+from dynakv.cli import dev_cmd, kv_cmd, node_cmd, ring_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +18,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dynakv {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     ring_cmd.register(commands)
+    node_cmd.register(commands)
+    dev_cmd.register(commands)
+    kv_cmd.register(commands)
     return parser
 
 

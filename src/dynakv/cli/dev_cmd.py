@@ -1,0 +1,316 @@
+"""`dynakv dev`: a local cluster of N `dynakv node` processes, for trying dynakv and for tests.
+
+Node i (1..N) is named "dev{i}", keeps its data in DIR/dev{i} (log in DIR/dev{i}/node.log) and binds
+127.0.0.1, or with --base-ip the i-th address counting from there (dev1 on the base, dev2 on the next).
+
+Ports: members need each other's cluster addresses before any of them starts, so port 0 will not do.
+`dev` picks free ports itself: it binds port 0 on each node's address, reads the port the kernel chose,
+and closes the socket just before starting the nodes (all sockets stay open until every port is
+picked, so no two nodes get the same one). Another process can take a port in between; that node then
+fails to bind, and `dev` reports it with its log. Fixed base ports were the alternative, but they
+collide whenever two clusters (two test runs, two users) share a machine.
+
+A re-run on an existing DIR restarts the same nodes from their data dirs (`dynakv node --data
+DIR/dev{i}`), with the addresses saved in their node.json. A node that dies is reported on stderr,
+not restarted; restart it by hand with `dynakv node --data DIR/dev{i}` (this `dev` will then not stop
+it). Ctrl-C or SIGTERM stops every node `dev` started: SIGTERM by pid, SIGKILL after a deadline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any, Final
+
+from dynakv.core.config import N_VAL_MAX
+from dynakv.runtime.node_state import (
+    NODE_FILE,
+    READY_FILE,
+    Address,
+    load_config,
+    parse_address,
+    write_json_atomically,
+)
+from dynakv.storage.registry import DEFAULT_ENGINE, ENGINES
+
+READY_TIMEOUT_S: Final = 30.0
+STOP_TIMEOUT_S: Final = 10.0
+POLL_S: Final = 0.05
+WATCH_S: Final = 0.2
+LOG_TAIL_LINES: Final = 15
+
+
+@dataclass
+class DevNode:
+    name: str
+    data_dir: Path
+    command: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+    ready: dict[str, Any] | None = None
+    reported_dead: bool = False
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "node.log"
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "dev",
+        help="run a local cluster of N nodes",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--nodes", type=int, required=True, metavar="N", help="number of nodes")
+    add("--data", type=Path, required=True, metavar="DIR", help="the cluster's directory")
+    add("--storage", choices=ENGINES, help=f"storage engine (default {DEFAULT_ENGINE})")
+    add("--base-ip", metavar="IP", help="node i binds the i-th address from IP (default: all on 127.0.0.1)")
+    add("--partitions", type=int, metavar="Q", help="ring size (default 64)")
+    add("--n-val", type=int, metavar="N", help=f"replicas per key, 1-{N_VAL_MAX} (default 3, or N if fewer)")
+    add("--ready-timeout", type=float, default=READY_TIMEOUT_S, metavar="S", help="seconds (default 30)")
+    parser.set_defaults(run=run_dev)
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(f"dynakv dev: {text}\n")
+    sys.stderr.flush()
+
+
+def _hosts(count: int, base_ip: str | None) -> list[str]:
+    if base_ip is None:
+        return ["127.0.0.1"] * count
+    base = parse_address(f"{base_ip}:0", "base-ip")
+    first = ipaddress.IPv4Address(base.host)
+    return [parse_address(f"{first + i}:0", "base-ip").host for i in range(count)]
+
+
+def _free_ports(hosts: list[str]) -> list[tuple[int, int]]:
+    """A (cluster, client) port pair per host, free at the time of asking (see the module docstring)."""
+    held: list[socket.socket] = []
+    try:
+        ports = []
+        for host in hosts:
+            pair = []
+            for _ in range(2):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                held.append(sock)
+                sock.bind((host, 0))
+                pair.append(sock.getsockname()[1])
+            ports.append((pair[0], pair[1]))
+        return ports
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def _node_command(data_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "dynakv", "node", "--data", str(data_dir)]
+
+
+def _fresh_nodes(args: argparse.Namespace, root: Path) -> list[DevNode]:
+    names = [f"dev{i}" for i in range(1, args.nodes + 1)]
+    hosts = _hosts(args.nodes, args.base_ip)
+    ports = _free_ports(hosts)
+    cluster = {name: Address(host, p[0]) for name, host, p in zip(names, hosts, ports, strict=True)}
+    nodes = []
+    for name, host, (_, client_port) in zip(names, hosts, ports, strict=True):
+        command = [*_node_command(root / name), "--name", name, "--listen", str(cluster[name])]
+        command += ["--client", str(Address(host, client_port))]
+        for other in names:
+            if other != name:
+                command += ["--member", f"{other}={cluster[other]}"]
+        for flag, value in (
+            ("--storage", args.storage),
+            ("--partitions", args.partitions),
+            ("--n-val", args.n_val),
+        ):
+            if value is not None:
+                command += [flag, str(value)]
+        nodes.append(DevNode(name, root / name, command))
+    return nodes
+
+
+def _existing_nodes(args: argparse.Namespace, root: Path) -> list[DevNode] | None:
+    """The nodes of an earlier run in DIR, None if there are none; raises ValueError on a mismatch."""
+    found = sorted(p.parent.name for p in root.glob(f"dev*/{NODE_FILE}"))
+    if not found:
+        return None
+    expected = [f"dev{i}" for i in range(1, args.nodes + 1)]
+    if sorted(found) != sorted(expected):
+        raise ValueError(
+            f"{root} holds nodes {', '.join(found)}, not the {args.nodes} of --nodes {args.nodes}"
+        )
+    flags = {"--storage": args.storage, "--base-ip": args.base_ip, "--partitions": args.partitions}
+    ignored = [flag for flag, value in {**flags, "--n-val": args.n_val}.items() if value is not None]
+    if ignored:
+        _err(f"restarting the nodes in {root}: {', '.join(ignored)} ignored (settings are in each node.json)")
+    return [DevNode(name, root / name, _node_command(root / name)) for name in expected]
+
+
+def _start(node: DevNode) -> None:
+    node.data_dir.mkdir(parents=True, exist_ok=True)
+    log: IO[bytes] = open(node.log_path, "ab")  # noqa: SIM115 (the child keeps it; closed below)
+    try:
+        node.proc = subprocess.Popen(node.command, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    finally:
+        log.close()
+
+
+def _read_ready(node: DevNode) -> dict[str, Any] | None:
+    try:
+        data = json.loads((node.data_dir / READY_FILE).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None  # not written yet (the rename makes a partial file impossible; be lenient anyway)
+    assert node.proc is not None
+    # A ready.json left by an earlier, killed run names another pid: not this node's.
+    return data if isinstance(data, dict) and data.get("pid") == node.proc.pid else None
+
+
+def _log_tail(node: DevNode) -> str:
+    try:
+        lines = node.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return ""
+    return "\n".join(f"    {line}" for line in lines[-LOG_TAIL_LINES:])
+
+
+def _report_death(node: DevNode) -> None:
+    assert node.proc is not None
+    node.reported_dead = True
+    _err(f"{node.name} (pid {node.proc.pid}) exited with code {node.proc.returncode}; log {node.log_path}:")
+    tail = _log_tail(node)
+    if tail:
+        sys.stderr.write(tail + "\n")
+
+
+def _wait_ready(nodes: list[DevNode], timeout_s: float, stop: threading.Event) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not stop.is_set():
+        for node in nodes:
+            if node.ready is None:
+                node.ready = _read_ready(node)
+            assert node.proc is not None
+            if node.ready is None and node.proc.poll() is not None:
+                _report_death(node)
+                return False
+        if all(node.ready is not None for node in nodes):
+            return True
+        if time.monotonic() > deadline:
+            late = ", ".join(n.name for n in nodes if n.ready is None)
+            _err(f"not ready after {timeout_s:g} s: {late} (see their node.log)")
+            return False
+        stop.wait(POLL_S)
+    return False
+
+
+def _cluster_record(nodes: list[DevNode]) -> dict[str, Any]:
+    entries = []
+    for node in nodes:
+        assert node.ready is not None and node.proc is not None
+        entries.append(
+            {
+                "name": node.name,
+                "pid": node.proc.pid,
+                "data_dir": str(node.data_dir.resolve()),
+                "cluster": node.ready["cluster"],
+                "client": node.ready["client"],
+                "http": node.ready.get("http"),
+            }
+        )
+    return {"nodes": entries}
+
+
+def _announce(root: Path, nodes: list[DevNode]) -> None:
+    config = load_config(nodes[0].data_dir)
+    shape = (
+        "" if config is None else f" ({config.storage}, {config.partitions} partitions, n_val {config.n_val})"
+    )
+    out = [f"dynakv dev: {len(nodes)} nodes ready{shape}"]
+    for node in nodes:
+        assert node.ready is not None and node.proc is not None
+        out.append(
+            f"  {node.name:<6} pid {node.proc.pid:<7} cluster {node.ready['cluster']:<21} "
+            f"client {node.ready['client']:<21} log {node.log_path}"
+        )
+    out += [
+        f"cluster file: {root / 'cluster.json'}",
+        "try:",
+        f"  dynakv put --cluster {root} mybucket mykey 'hello'",
+        f"  dynakv get --cluster {root} mybucket mykey",
+        f"restart a stopped node with: dynakv node --data {nodes[0].data_dir}",
+        "Ctrl-C stops every node.",
+    ]
+    sys.stdout.write("\n".join(out) + "\n")
+    sys.stdout.flush()
+
+
+def _watch(nodes: list[DevNode], stop: threading.Event) -> None:
+    """Until Ctrl-C or SIGTERM: report nodes that die (they are not restarted)."""
+    while not stop.wait(WATCH_S):
+        for node in nodes:
+            if node.proc is not None and not node.reported_dead and node.proc.poll() is not None:
+                _report_death(node)
+
+
+def _stop_all(nodes: list[DevNode]) -> None:
+    """SIGTERM every node still running (by pid: only processes this dev started), SIGKILL after a
+    deadline. Popen knows whether its child exited, so a reaped pid is never signalled."""
+    running = [n for n in nodes if n.proc is not None and n.proc.poll() is None]
+    for node in running:
+        assert node.proc is not None
+        node.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for node in running:
+        assert node.proc is not None
+        try:
+            code = node.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _err(f"{node.name} (pid {node.proc.pid}) did not stop within {STOP_TIMEOUT_S:g} s; killing it")
+            node.proc.kill()
+            node.proc.wait()
+            continue
+        if code != 0:
+            _report_death(node)
+
+
+def run_dev(args: argparse.Namespace) -> int:
+    if args.nodes < 1:
+        _err("--nodes must be at least 1")
+        return 2
+    root: Path = args.data
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        nodes = _existing_nodes(args, root) or _fresh_nodes(args, root)
+    except (ValueError, OSError) as err:
+        _err(str(err))
+        return 2
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for node in nodes:
+            _start(node)
+        if not _wait_ready(nodes, args.ready_timeout, stop):
+            return 0 if stop.is_set() else 1
+        write_json_atomically(root / "cluster.json", _cluster_record(nodes))
+        _announce(root, nodes)
+        _watch(nodes, stop)
+        return 0
+    finally:
+        _stop_all(nodes)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

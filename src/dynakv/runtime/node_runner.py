@@ -1,0 +1,274 @@
+"""The asyncio driver: one event loop owns one `Node` and feeds it events from real sockets and time.
+
+Events come from the connections' `asyncio.Protocol` callbacks (peer messages, client requests,
+peers going up and down) and from a tick every `Timing.tick_ms`; each is handed to `Node.handle` the
+moment it arrives, and the effects are executed in order: a `Send` goes to the peer's link (a bounded
+queue, see peers.py), a `Reply` to the client connection and request id that `ref` stands for. The
+writes of one callback are flushed together at its end (framed.py).
+
+Blocking: the storage port is synchronous and called on the loop thread, inside `Node.handle`; a slow
+disk stalls the loop for that call. That is by design for now (a reply is emitted only after its write
+returned, ARCHITECTURE.md section 4); group commit per loop turn, or a storage thread, is future work
+to be measured first. Nothing else blocks.
+
+Failures: a peer's or client's malformed input closes that one connection (framed.py). An exception
+out of `Node.handle` is a broken invariant: the node logs it and stops with exit code 1 rather than
+serve on in an unknown state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+from collections import Counter
+from pathlib import Path
+from typing import Any, Final
+
+from dynakv.core.claim import claim
+from dynakv.core.config import Limits, Timing
+from dynakv.core.errors import ConfigError
+from dynakv.protocol.data_path import Settings
+from dynakv.protocol.effects import Reply, Send
+from dynakv.protocol.events import ClientRequestReceived, Event, Tick
+from dynakv.protocol.messages import ClientRequest, PeerMessage
+from dynakv.protocol.node import Node
+from dynakv.protocol.ports import StorageEngine, StorageError
+from dynakv.runtime import node_state
+from dynakv.runtime.framed import Flushable, FramedProtocol
+from dynakv.runtime.listener import ClientProtocol, InboundPeerProtocol
+from dynakv.runtime.loop import Clock, run_forever
+from dynakv.runtime.node_state import Address, NodeConfig
+from dynakv.runtime.peers import Peers
+from dynakv.storage.common import lock_data_dir, unlock_data_dir
+from dynakv.storage.registry import open_engine
+from dynakv.wire.codec import encode_peer
+
+log = logging.getLogger(__name__)
+
+EXIT_OK: Final = 0
+EXIT_CRASHED: Final = 1
+
+
+class NodeRunner:
+    """Implements `framed.Host` and `listener.ClientHost` for the connections."""
+
+    def __init__(self, config: NodeConfig, storage: StorageEngine, actor: str) -> None:
+        self.config = config
+        settings = Settings(
+            config.cluster_config(), Timing.from_mapping(config.timing), Limits.from_mapping(config.limits)
+        )
+        ring = claim(sorted(config.members), config.partitions, config.n_val)
+        self.node = Node(config.name, actor, ring, storage, settings)
+        self.name = config.name
+        self.cluster_name = config.cluster_name
+        self.frame_bytes_max = settings.limits.frame_bytes_max
+        self.tick_ms = settings.timing.tick_ms
+        self.counters: Counter[str] = self.node.counters
+        self.clock = Clock()
+        self.peers = Peers(self, config.members, config.listen.host, settings.limits.send_queue_frames_max)
+        self.cluster_address: Address | None = None
+        self.client_address: Address | None = None
+        self.exit_code = EXIT_OK
+        self._dirty: list[Flushable] = []
+        self._refs: dict[int, tuple[ClientProtocol, int]] = {}
+        self._next_ref = 0
+        self._servers: list[asyncio.Server] = []
+        self._connections: set[FramedProtocol] = set()
+        self._tick_task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+
+    # -- Host -----------------------------------------------------------------------------------------
+
+    def deliver(self, event: Event) -> None:
+        if self._stop.is_set():
+            return
+        try:
+            effects = self.node.handle(event, self.clock.now_ms())
+        except Exception:
+            log.critical("the node broke an invariant handling %r; stopping", event, exc_info=True)
+            self.exit_code = EXIT_CRASHED
+            self._stop.set()
+            return
+        # A fan-out is one message object sent to several peers: encode it once (objects can be MiBs).
+        last: tuple[PeerMessage, bytes] | None = None
+        for effect in effects:
+            if isinstance(effect, Send):
+                if last is None or last[0] is not effect.msg:
+                    last = (effect.msg, encode_peer(effect.msg))
+                self.peers.send(effect.dst, last[1])
+            else:
+                self._reply(effect)
+
+    def _reply(self, effect: Reply) -> None:
+        entry = self._refs.pop(effect.ref, None)
+        if entry is None:
+            log.error("a reply for unknown ref %d", effect.ref)
+            return
+        conn, request_id = entry
+        conn.pending -= 1
+        conn.reply(request_id, effect.reply)
+
+    def mark_dirty(self, writer: Flushable) -> None:
+        self._dirty.append(writer)
+
+    def flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for writer in dirty:
+            writer.flush()
+
+    def submit(self, conn: ClientProtocol, request_id: int, request: ClientRequest) -> None:
+        self._next_ref += 1
+        self._refs[self._next_ref] = (conn, request_id)
+        self.deliver(ClientRequestReceived(self._next_ref, request))
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    def opened(self, conn: FramedProtocol) -> None:
+        self._connections.add(conn)
+
+    def closed(self, conn: FramedProtocol) -> None:
+        self._connections.discard(conn)
+
+    async def start(self) -> None:
+        """Bind both listeners, then start the peer links and the ticks."""
+        loop = asyncio.get_running_loop()
+        members = frozenset(self.config.members)
+        listen, client = self.config.listen, self.config.client
+        cluster_server = await loop.create_server(
+            lambda: InboundPeerProtocol(self, members, self.peers.on_inbound_hello),
+            listen.host,
+            listen.port,
+            reuse_address=True,
+        )
+        self._servers.append(cluster_server)
+        client_server = await loop.create_server(
+            lambda: ClientProtocol(self), client.host, client.port, reuse_address=True
+        )
+        self._servers.append(client_server)
+        self.cluster_address = Address(listen.host, cluster_server.sockets[0].getsockname()[1])
+        self.client_address = Address(client.host, client_server.sockets[0].getsockname()[1])
+        self.peers.start()
+        self._tick_task = asyncio.create_task(self._ticks(), name="ticks")
+        log.info(
+            "node %s (actor %s) serving: cluster %s, client %s; members %s",
+            self.name,
+            self.node.data.actor,
+            self.cluster_address,
+            self.client_address,
+            ", ".join(sorted(self.config.members)),
+        )
+
+    async def _ticks(self) -> None:
+        loop = asyncio.get_running_loop()
+        interval = self.tick_ms / 1000
+        next_at = loop.time()
+        while True:
+            next_at = max(next_at + interval, loop.time() - interval)  # after a stall, do not burst
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            self.deliver(Tick())
+            self.flush()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def on_loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """An exception escaped a callback: a bug in this node, so stop it (exit 1), as for a broken
+        invariant in `deliver`; malformed input never gets here (framed.py handles it)."""
+        loop.default_exception_handler(context)
+        if self.exit_code == EXIT_OK:
+            log.critical("unexpected error in the event loop; stopping")
+        self.exit_code = EXIT_CRASHED
+        self._stop.set()
+
+    async def wait(self) -> int:
+        await self._stop.wait()
+        return self.exit_code
+
+    async def stop(self) -> None:
+        """Stop accepting, close every connection, stop the links and the ticks."""
+        self._stop.set()
+        for server in self._servers:
+            server.close()
+        for conn in list(self._connections):
+            conn.close()
+        await self.peers.stop()
+        if self._tick_task is not None:
+            self._tick_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tick_task
+        for server in self._servers:
+            await server.wait_closed()
+        log.info("counters %s", json.dumps(dict(sorted(self.counters.items()))))
+
+
+_STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
+
+
+async def serve(
+    config: NodeConfig, data_dir: Path, storage: StorageEngine, early_stop: list[int] | None = None
+) -> int:
+    """Run the node until SIGTERM or SIGINT (exit 0) or a broken invariant (exit 1). `early_stop`
+    holds the stop signals that arrived before the loop ran, if any."""
+    runner = NodeRunner(config, storage, node_state.actor_id(config.name, storage))
+    loop = asyncio.get_running_loop()
+    for sig in _STOP_SIGNALS:
+        loop.add_signal_handler(sig, runner.request_stop)
+    loop.set_exception_handler(runner.on_loop_exception)
+    if early_stop:
+        runner.request_stop()
+    try:
+        await runner.start()
+        assert runner.cluster_address is not None and runner.client_address is not None
+        if config.http is not None:
+            log.warning("--http %s is saved, but this version has no HTTP API yet", config.http)
+        node_state.write_json_atomically(
+            data_dir / node_state.READY_FILE,
+            node_state.ready_record(config.name, runner.cluster_address, runner.client_address, None),
+        )
+        code = await runner.wait()
+        log.info("stopping")
+    finally:
+        node_state.remove_ready(data_dir)
+        await runner.stop()
+    return code
+
+
+def run_node(data_dir: Path, given: node_state.Overrides) -> int:
+    """`dynakv node`: settle the settings (node.json + flags, saved back), open the storage, serve.
+
+    Raises ConfigError for bad settings or a data directory in use, StorageError when the engine cannot
+    open, OSError when an address cannot be bound.
+    """
+    # A stop signal during startup (opening a large engine can take a while) must still mean a clean
+    # stop with exit 0, not death by the default handler: remember it until the loop's handler is in.
+    # The same after the loop: closing it restores the default handlers, and a second signal (dev sends
+    # SIGTERM after a Ctrl-C's SIGINT) must not cut the storage flush short.
+    early_stop: list[int] = []
+
+    def remember_stop_signals() -> None:
+        for sig in _STOP_SIGNALS:
+            signal.signal(sig, lambda signum, _frame: early_stop.append(signum))
+
+    remember_stop_signals()
+    # Settle the settings before creating anything, so a mistyped --data leaves no empty directory.
+    # (node.json is replaced by rename, so reading it before taking the lock sees a whole file.)
+    config = node_state.resolve(node_state.load_config(data_dir), given)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = lock_data_dir(str(data_dir))
+    except StorageError:
+        raise ConfigError("data", f"{data_dir} is in use by another dynakv node") from None
+    try:
+        node_state.save_config(data_dir, config)
+        node_state.remove_ready(data_dir)
+        storage = open_engine(config.storage, str(data_dir / node_state.STORAGE_DIR))
+        try:
+            return run_forever(serve(config, data_dir, storage, early_stop))
+        finally:
+            remember_stop_signals()
+            storage.close()  # flushes: everything acknowledged so far is on disk
+    finally:
+        unlock_data_dir(lock)
