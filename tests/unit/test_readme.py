@@ -14,7 +14,6 @@ def test_ci_runs_the_readme_test_command_exactly() -> None:
     assert command in (ROOT / "README.md").read_text()
 
 
-def test_readme_main_command_installs_and_runs_dynakv() -> None:
+def test_readme_main_command_installs_and_starts_a_cluster() -> None:
     readme = (ROOT / "README.md").read_text()
-    assert "pip install -q -e ." in readme
-    assert "dynakv ring plan" in readme
+    assert "pip install -q -e . && .venv/bin/dynakv dev --nodes 3 --data ./data" in readme
