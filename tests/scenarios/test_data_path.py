@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from dynakv.core.config import Limits
 from dynakv.core.objects import Content
 from dynakv.core.preflist import primaries
+from dynakv.protocol.data_path import Settings
 from dynakv.protocol.messages import (
     DeleteReply,
     DeleteRequest,
@@ -181,3 +183,23 @@ def test_same_seed_same_trace_and_another_seed_another() -> None:
 
     assert run(42) == run(42)
     assert run(42) != run(43)
+
+
+def test_at_the_sibling_bound_a_put_is_refused_and_nothing_stored_is_dropped() -> None:
+    sim = Simulation(NODES, seed=14, settings=Settings(limits=Limits(siblings_max=3)))
+    for i in range(3):
+        put(sim, "n1", b"k", f"v{i}".encode())  # blind writes: each adds a sibling
+    reply = sim.call("n1", PutRequest(b"b", b"k", content(b"one too many")))
+    assert isinstance(reply, Failure) and reply.kind is FailureKind.BAD_REQUEST
+    assert reply.field == "siblings" and "limit of 3" in reply.message
+    assert values(get(sim, "n2", b"k", r=3)) == [b"v0", b"v1", b"v2"]
+    resolved = get(sim, "n1", b"k")
+    put(sim, "n1", b"k", b"merged", resolved.context)  # resolving is always allowed
+    assert values(get(sim, "n3", b"k", r=3)) == [b"merged"]
+
+
+def test_a_custom_value_limit_is_enforced() -> None:
+    sim = Simulation(NODES, seed=15, settings=Settings(limits=Limits(value_bytes_max=10)))
+    reply = sim.call("n1", PutRequest(b"b", b"k", content(b"x" * 11)))
+    assert isinstance(reply, Failure) and reply.field == "value" and "limit of 10" in reply.message
+    put(sim, "n1", b"k", b"x" * 10)
