@@ -9,14 +9,15 @@ With S members and w = min(n_val, Q) (a preference list never walks more than Q 
   n_val = 1 and S >= Q always work, S == n_val works only when S divides Q (Q=64, S=n_val=3 cannot), and
   S > n_val is not enough (Q=8, S=6, n_val=5: a node owns 2 partitions and would need 10). Otherwise the
   claim stays balanced and keeps the candidate with the fewest violating windows (round robin leaves at
-  most w - 1 when S >= w; the preference list still finds distinct nodes by walking further).
+  most w - 1 when S >= w; preference lists still find distinct nodes by walking further).
 - Zones (`zones`: node -> zone, Z zones): also every w consecutive partitions span min(w, Z) zones,
-  whenever feasible; `zone_feasible` decides it exactly (see `ring.zone_quota`). For w <= Z, distinct
-  zones imply distinct nodes, and it is feasible iff the zones' shares can be made so that the largest
-  times w is at most Q; equal zones need ceil(Q/Z) * w <= Q, so 3 zones with n_val = 3 never fit a
-  power-of-two Q. For w > Z, zones must repeat with period Z: Z divides Q, every zone owns Q/Z, and in
-  each zone ceil(Q/S) * ceil(w/Z) <= Q/Z. A zone with one node among much larger ones is infeasible.
-  Then: best effort, no tail violation when `tail_feasible`, and the fewest zone violations found.
+  guaranteed when `zone_feasible` (conditions in `ring.zone_quota`). For w <= Z that is exactly when it
+  is possible: distinct zones imply distinct nodes, and the zones' shares can be chosen so that the
+  largest times w is at most Q (equal zones: ceil(Q/Z) * w <= Q; 3 zones and n_val = 3 never fit a
+  power-of-two Q; a zone of one node among large ones never fits). For w > Z the condition asks for
+  zones repeating with period Z (Z divides Q, each zone owning Q/Z, and in each zone
+  ceil(Q/S) * ceil(w/Z) <= Q/Z): sufficient, not necessary. Otherwise best effort: no tail violation
+  when `tail_feasible`, and the fewest zone violations among the candidates.
 - Determinism: the result depends only on the set of members, zones, Q, n_val and `previous`; ties are
   broken by blake2b of names and positions, never by input order or process state.
 
@@ -26,24 +27,24 @@ so when a node leaves, its partitions there go to the absent node without a tail
 
 With `previous`, the claim keeps every partition whose owner stays, fills the departed nodes' partitions
 with nodes that fit and are below their share (most constrained first), lets new nodes take evenly
-spaced partitions from the largest owners, fixes what is left with small window searches and balances
-with chains of moves. Where that fails or moves much more than needed, a beam search over the last
-w - 1 owners (rings with S <= n_val + 5, where the rules leave little room) or, with zones, over the last
-zones finds a valid layout near `previous`; the fresh layout renamed to agree with `previous` is the
-last resort. The candidate with the fewest violations, then the fewest moved partitions, wins.
+spaced partitions from the largest owners, fixes the rest with small window searches and balances with
+single moves and chains of moves. Where that fails or moves much more than needed, a beam search over
+the last w - 1 owners (S <= n_val + 5: little room) or, with zones, over zones finds a valid layout near
+`previous`; the last resort is the fresh layout renamed to agree with `previous`. The candidate with the
+fewest violations, then the fewest moved partitions, wins.
 
-Moves, measured by tests/property/test_claim_props.py and by seeded sweeps of join/leave sequences
-(Q 8..1024, S 1..40, n_val 1..5; both rings feasible): a join moves at most MOVES_JOIN x ceil(Q/(S+1));
-a leave moves at most 1.5 x ceil(Q/S) when at least 2 * n_val nodes remain (measured MOVES_LEAVE),
-up to MOVES_TIGHT x below that, and when exactly n_val remain (only round robin is valid) the
-round robin nearest `previous`, up to MOVES_PERIODIC x. Such rings have no room: e.g. 5 nodes in round
-robin with n_val = 3 losing one need 2 x ceil(Q/S) moves at best. With zones, a change of the zones'
-shares can move several times a node's share when w is close to Z.
+Moves measured by the property tests and by seeded sweeps of join/leave sequences (Q 8..1024, S 1..40,
+n_val 1..5, both rings feasible), in units of the changed node's share: joins at most 1.12 x
+ceil(Q/(S+1)); leaves at most 1.5 x ceil(Q/S) while 2 * n_val or more nodes remain, up to 2.8 x with
+fewer, and with exactly n_val left (only round robin is valid) the best round robin, up to 4 x. Such
+rings have no room: 5 nodes in round robin with n_val = 3 must move twice the leaver's partitions. With
+zones, changing the zones' shares can move 7 to 9 x a node's share when w is close to Z.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -53,6 +54,7 @@ from dynakv.core.ring import (
     check_partitions,
     node_candidates,
     node_layout,
+    spread_violations,
     tail_feasible,
     window_violations,
     zone_feasible,
@@ -87,11 +89,9 @@ class _Plan:
     hi: int
 
     def score(self, layout: Sequence[str]) -> tuple[int, int]:
-        """(tail violations, zone violations), window by window."""
+        """(tail violations, windows of n_val whose zones fall short of min(n_val, zones))."""
         zones = [self.zone_of.get(node, "") for node in layout]
-        return window_violations(layout, self.width), window_violations(
-            zones, min(self.width, len(set(zones)))
-        )
+        return window_violations(layout, self.width), spread_violations(zones, self.width)
 
 
 def _make_plan(members: Sequence[str], partitions: int, n_val: int, zones: Mapping[str, str] | None) -> _Plan:
@@ -100,15 +100,13 @@ def _make_plan(members: Sequence[str], partitions: int, n_val: int, zones: Mappi
         raise ConfigError("n_val", f"expected an integer of at least 1, got {n_val!r}")
     if isinstance(members, str) or any(not isinstance(node, str) or not node for node in members):
         raise ConfigError("members", f"expected non-empty node names, got {members!r}")
-    nodes = tuple(sorted(set(members)))
-    if not nodes:
+    if not (nodes := tuple(sorted(set(members)))):
         raise ConfigError("members", "a ring needs at least one member")
     width, lo, hi = min(n_val, partitions), partitions // len(nodes), -(-partitions // len(nodes))
     feasible = tail_feasible(partitions, len(nodes), n_val)
     if zones is None:
         return _Plan(nodes, partitions, width, {}, 1, None, feasible, lo, hi)
-    missing = [node for node in nodes if node not in zones]
-    if missing:
+    if missing := [node for node in nodes if node not in zones]:
         raise ConfigError("zones", f"no zone given for {', '.join(missing)}")
     zone_of = {node: zones[node] for node in nodes}
     quota = zone_quota(zone_groups(nodes, zone_of), partitions, width)
@@ -123,8 +121,7 @@ def _fresh(plan: _Plan) -> Layout:
     groups = zone_groups(plan.nodes, plan.zone_of)
     if plan.quota is not None:
         return zoned_layout(groups, plan.partitions, plan.width, plan.quota)
-    # Best effort: the node layouts keep the cyclic order of the nodes they are given, so walking the
-    # zones in turn (one node of each) also spreads zones. Keep whichever layout scores best.
+    # Best effort: layouts keep the cyclic order of nodes, so one node per zone in turn spreads zones.
     depth = max(len(members) for members in groups.values())
     interleaved = [members[i] for i in range(depth) for members in groups.values() if i < len(members)]
     candidates = node_candidates(interleaved, plan.partitions, plan.width)
@@ -149,14 +146,11 @@ class _Draft:
 
     def fitting(self, p: int) -> list[str]:
         """The nodes that could own partition p without breaking a window around it."""
-        owners, size, zone_of, plan = self.owners, self.size, self.plan.zone_of, self.plan
+        owners, size, plan = self.owners, self.size, self.plan
         near = {owners[(p + d) % size] for d in range(1 - plan.width, plan.width) if d}
-        zones = {
-            zone_of.get(owners[(p + d) % size] or "")
-            for d in range(1 - plan.zone_width, plan.zone_width)
-            if d
-        }
-        return [node for node in plan.nodes if node not in near and (not zones or zone_of[node] not in zones)]
+        zones = {plan.zone_of.get(owners[(p + d) % size] or "") for d in range(1, plan.zone_width)}
+        zones |= {plan.zone_of.get(owners[(p - d) % size] or "") for d in range(1, plan.zone_width)}
+        return [node for node in plan.nodes if node not in near and plan.zone_of.get(node, "") not in zones]
 
     def fits(self, p: int, node: str) -> bool:
         return node in self.fitting(p)
@@ -183,10 +177,9 @@ def _fill_holes(draft: _Draft) -> None:
     """Give each hole to a node that may grow and fits there, the most constrained holes first."""
     plan, counts = draft.plan, draft.counts
     holes = [p for p in range(draft.size) if draft.owners[p] is None]
-    options = {p: sum(draft.fits(p, node) for node in plan.nodes) for p in holes}
+    options = {p: len(draft.fitting(p)) for p in holes}
     for p in sorted(holes, key=lambda p: (options[p], p)):
-        fitting = [node for node in plan.nodes if counts[node] < plan.hi and draft.fits(p, node)]
-        if fitting:
+        if fitting := [node for node in draft.fitting(p) if counts[node] < plan.hi]:
             draft.assign(p, min(fitting, key=lambda n: (counts[n] >= plan.lo, counts[n], _rank(n, p))))
 
 
@@ -224,8 +217,7 @@ def _window_search(
     left = [owners[(first - reach + i) % size] for i in range(reach)]
     right = [owners[(first + length + i) % size] for i in range(reach)]
     current = [owners[(first + i) % size] for i in range(length)]
-    # The ten smallest nodes and those already here: enough to fill a hole or pass a partition on.
-    pool = sorted(plan.nodes, key=lambda n: (draft.counts[n], _rank(n, center)))[:10]
+    pool = sorted(plan.nodes, key=lambda n: (draft.counts[n], _rank(n, center)))[:10]  # the ten smallest
     pool += sorted({n for n in current if n is not None and n not in pool})
     base, chosen = draft.imbalance(), list[str]()
     best: list[tuple[tuple[int, int, int], Layout]] = []
@@ -287,23 +279,43 @@ def _repair(draft: _Draft) -> None:
     counts balance. Broken windows are only chased when a valid layout exists."""
     size, reach = draft.size, 2 * max(draft.plan.width, draft.plan.zone_width)
     bad = draft.bad if draft.plan.feasible else (lambda p: draft.owners[p] is None)
-    todo, stuck = sorted(p for p in range(size) if bad(p)), set()
+    todo, stuck = [p for p in range(size) if bad(p)], set()
     while todo:
-        p = todo.pop(0)
+        p = heapq.heappop(todo)
         if p not in stuck and bad(p):
             if _fix_at(draft, p):
-                near = {(p + d) % size for d in range(-reach, reach + 1)}
-                todo = sorted(set(todo) | {q for q in near if q not in stuck and bad(q)})
+                for q in [(p + d) % size for d in range(-reach, reach + 1)]:
+                    if q not in stuck and bad(q):
+                        heapq.heappush(todo, q)
             else:
                 stuck.add(p)
     for _ in range(size):
-        if draft.imbalance() == 0 or not _rebalance(draft):
+        if draft.imbalance() == 0 or not (_pass_on(draft) or _chain(draft)):
             return
 
 
-def _rebalance(draft: _Draft) -> bool:
-    """One step toward balance: the shortest chain of moves that passes one partition from a node over
-    its share to one under it, each node on the way giving one partition to the next where it fits."""
+def _pass_on(draft: _Draft) -> bool:
+    """One sweep of single moves that lower the imbalance: a partition passes from a node over its
+    share (or above the floor, to one under it) to a node where it fits. Whether any move was made."""
+    plan, counts, found = draft.plan, draft.counts, False
+    for p in range(draft.size):
+        giver = draft.owners[p]
+        if giver is None or counts[giver] <= plan.lo:
+            continue
+        fitting = [
+            node
+            for node in draft.fitting(p)
+            if counts[node] < plan.hi and (counts[giver] > plan.hi or counts[node] < plan.lo)
+        ]
+        if fitting:
+            draft.assign(p, min(fitting, key=lambda n: (counts[n], _rank(n, p))))
+            found = True
+    return found
+
+
+def _chain(draft: _Draft) -> bool:
+    """The shortest chain of moves that passes one partition from a node over its share to one under
+    it, each node on the way giving one partition to the next where that one fits."""
     plan, counts, owners = draft.plan, draft.counts, draft.owners
     givers = [n for n in plan.nodes if counts[n] > plan.hi] or [n for n in plan.nodes if counts[n] > plan.lo]
     takers = [n for n in plan.nodes if counts[n] < plan.lo] or [n for n in plan.nodes if counts[n] < plan.hi]
@@ -323,19 +335,17 @@ def _rebalance(draft: _Draft) -> bool:
                     came[other] = (p, node)
                     reached.append(other)
         frontier = reached
-    end = next((node for node in takers if node in came), None)
-    if end is not None:
-        undo = []
-        while end not in givers:
-            p, end_before = came[end]
-            undo.append((p, owners[p] or ""))
-            draft.assign(p, end)
-            end = end_before
-        if not any(draft.bad(p) for p, _ in undo):
-            return True
+    end, undo = next((node for node in takers if node in came), None), []
+    while end is not None and end not in givers:
+        p, before = came[end]
+        undo.append((p, owners[p] or ""))
+        draft.assign(p, end)
+        end = before
+    if any(draft.bad(p) for p, _ in undo):
         for p, owner in reversed(undo):  # two moves of the chain landed too close together
             draft.assign(p, owner)
-    return False
+        return False
+    return bool(undo)
 
 
 def _nearest(
@@ -343,11 +353,9 @@ def _nearest(
 ) -> Layout | None:
     """A label (a node, or a zone) for each partition, every n consecutive ones distinct, label i used
     at most caps[i] times and at most `room` labels reaching their cap, close to `old`: a beam search
-    over the last n-1 labels from a window `old` already has right; None where it would be slow.
-
-    Local repairs fail where the rules leave little room: with n + 1 labels every window misses one
-    and a partition's label is either the one n back or the one missing before it, so a hole can only
-    be closed by changing labels far along the ring."""
+    over the last n-1 labels from a window `old` already has right; None where it would be slow. (With
+    n + 1 labels a partition's label is the one n back or the one missing before it: only changes far
+    along the ring close a hole, which local repairs cannot find.)"""
     size, count = len(old), len(labels)
     if not 2 <= n <= count <= n + 5:
         return None
@@ -360,11 +368,9 @@ def _nearest(
     # a label ahead of an even pace pays 2 per partition so that paths do not paint themselves into a
     # corner. Entries differ by their last labels, and with `exact` by their counts too (few labels:
     # keep more paths apart). The last n-1 steps wrap around onto the seed window again.
-    changed, pace = sum(was[(start + j) % size] != seed[j] for j in range(n)), sum(caps)
-    counts = tuple(map(seed.count, range(count)))
-    beam: dict[Entry, tuple[int, tuple[int, ...]]] = {
-        (tuple(seed[1:]), counts if exact else ()): (changed, counts)
-    }
+    changed = sum(was[(start + j) % size] != seed[j] for j in range(n))
+    counts, pace = tuple(map(seed.count, range(count))), sum(caps)
+    beam = {(tuple(seed[1:]), counts if exact else ()): (changed, counts)}
     trail: list[dict[Entry, Entry]] = []
     for k in range(n, size + n - 1):
         forced, here = (seed[k - size], -2) if k >= size else (-1, was[(start + k) % size])
@@ -382,13 +388,12 @@ def _nearest(
         beam = {key: after[key] for key in sorted(after, key=lambda key: (after[key][0], key))[:256]}
         trail.append(came)
     floors = [cap - (room < count) for cap in caps]
-    finished = [
-        (sum(max(0, f - h) for f, h in zip(floors, held, strict=True)), total, key)
-        for key, (total, held) in beam.items()
-    ]
-    if not finished:
+    short = {
+        key: sum(max(0, f - h) for f, h in zip(floors, held, strict=True)) for key, (_, held) in beam.items()
+    }
+    if not short:
         return None
-    entry = min(finished)[2]
+    entry = min(beam, key=lambda key: (short[key], beam[key][0], key))
     layout = [labels[seed[(p - start) % size]] if (p - start) % size < n else "" for p in range(size)]
     for k in range(size + n - 2, n - 1, -1):
         if k < size:
@@ -471,9 +476,7 @@ def claim(
     if previous is None:
         return Ring(partitions, tuple(fresh))
     if previous.partitions != partitions:
-        raise ConfigError(
-            "partitions", f"{partitions} differs from the previous ring's {previous.partitions}"
-        )
+        raise ConfigError("partitions", f"{partitions} is not the previous ring's {previous.partitions}")
 
     def cost(layout: Layout) -> tuple[tuple[int, int], int]:
         return plan.score(layout), sum(a != b for a, b in zip(layout, previous.owners, strict=True))

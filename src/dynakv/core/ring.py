@@ -59,6 +59,24 @@ def window_violations(owners: Sequence[object], n_val: int) -> int:
     return sum(marks[:size])
 
 
+def spread_violations(labels: Sequence[object], n_val: int) -> int:
+    """How many windows of min(n_val, len(labels)) consecutive labels, circularly, hold fewer distinct
+    labels than they could: min(window, distinct labels of the whole ring). With zone labels: the
+    windows whose replicas (on a ring without tail violations) miss a zone they could span."""
+    size = len(labels)
+    width = min(n_val, size)
+    want = min(width, len(set(labels)))
+    held = Counter(labels[:width])
+    count = 0
+    for start in range(size):
+        count += len(held) < want
+        held[labels[start]] -= 1
+        if not held[labels[start]]:
+            del held[labels[start]]
+        held[labels[(start + width) % size]] += 1
+    return count
+
+
 @dataclass(frozen=True, slots=True)
 class Ring:
     """Q partitions and, for each, the name of its owner node."""
@@ -167,7 +185,10 @@ def zone_groups(nodes: Sequence[str], zones: Mapping[str, str]) -> dict[str, lis
 
 def zone_quota(groups: Mapping[str, Sequence[str]], partitions: int, n_val: int) -> dict[str, int] | None:
     """For a balanced ring with no tail violation whose every n_val consecutive partitions span
-    min(n_val, zones) zones: how many nodes of each zone own ceil(Q/S) partitions. None if none exists."""
+    min(n_val, zones) zones: how many nodes of each zone own ceil(Q/S) partitions; None when claim
+    cannot promise one. Exact when n_val <= zones; when n_val > zones it asks for zones repeating
+    with period Z, which suffices but is not necessary (3 zones with n_val = 4 on a power-of-two ring
+    are refused though such rings exist)."""
     n = min(n_val, partitions)
     q, r = divmod(partitions, sum(len(members) for members in groups.values()))
     if n <= len(groups):
@@ -226,7 +247,8 @@ def zoned_layout(
 
 
 def zone_feasible(partitions: int, zones: Mapping[str, str], n_val: int) -> bool:
-    """Whether a balanced ring over the nodes of `zones` can be free of tail and zone violations."""
+    """Whether claim guarantees a balanced ring over the nodes of `zones` free of tail and zone
+    violations (exact for n_val <= zones, see `zone_quota`)."""
     return bool(zones) and zone_quota(zone_groups(sorted(zones), zones), partitions, n_val) is not None
 
 
