@@ -45,13 +45,18 @@ def _quorum_state(need: Need, done: set[str], failed: set[str]) -> bool | None:
     return False if got + outstanding < need.count else None
 
 
-def _unavailable(need: Need, done: set[str], timeout: bool) -> Failure:
+def _unavailable(need: Need, done: set[str], failed: set[str], timeout: bool) -> Failure:
     got = len(done & need.eligible)
-    kind = FailureKind.TIMEOUT if timeout else FailureKind.UNAVAILABLE
-    why = "did not answer in time" if timeout else "could not be reached"
+    lost = len(need.eligible & failed)
+    if timeout:
+        why = f"{len(need.eligible) - got - lost} did not answer in time"
+        if lost:
+            why += f" and {lost} failed or could not be reached"
+    else:
+        why = f"{lost} failed or could not be reached, so {need.count} cannot be met"
     return Failure(
-        kind,
-        f"{need.name}={need.count} needed {need.count} replicas, {got} acknowledged; the others {why}",
+        FailureKind.TIMEOUT if timeout else FailureKind.UNAVAILABLE,
+        f"{need.name}={need.count} needed {need.count} replicas, {got} acknowledged; {why}",
         field=need.name,
         needed=need.count,
         acknowledged=got,
@@ -70,12 +75,12 @@ def decide(
     states = [(need, _quorum_state(need, done_for(need), failed)) for need in needs]
     for need, state in states:
         if state is False:
-            return _unavailable(need, done_for(need), timeout=False)
+            return _unavailable(need, done_for(need), failed, timeout=False)
     if all(state for _, state in states):
         return True
     if now_ms >= deadline_ms:
         need = next(need for need, state in states if state is None)
-        return _unavailable(need, done_for(need), timeout=True)
+        return _unavailable(need, done_for(need), failed, timeout=True)
     return None
 
 

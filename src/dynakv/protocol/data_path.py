@@ -102,6 +102,7 @@ class _Forward:
     ref: int
     node: str
     deadline_ms: int
+    needed: int
 
 
 def _reply(origin: Origin, reply: ClientReply, out: list[Effect]) -> None:
@@ -182,35 +183,21 @@ class DataPath:
         elif any(t.node == self.name for t in plan.targets):
             self._start_put(origin, request, plan, now_ms, out)
         else:
-            self._forward(origin, request, plan.targets, now_ms, out)
+            self._forward(origin, request, plan, now_ms, out)
 
     def _forward(
-        self,
-        origin: Origin,
-        request: ClientRequest,
-        targets: tuple[Target, ...],
-        now_ms: int,
-        out: list[Effect],
+        self, origin: Origin, request: ClientRequest, plan: _Plan, now_ms: int, out: list[Effect]
     ) -> None:
-        up = [t.node for t in targets if t.node not in self.down]
+        needed = plan.quorums["w"]
+        up = [t.node for t in plan.targets if t.node not in self.down]
         if not up or isinstance(origin, ForwardOrigin):
             # A forwarded request is never forwarded again: rings that disagree must not make loops.
-            needed = self.cluster.quorum("w")
-            _reply(
-                origin,
-                Failure(
-                    FailureKind.UNAVAILABLE,
-                    "no primary of the key is reachable to coordinate",
-                    field="w",
-                    needed=needed,
-                    acknowledged=0,
-                ),
-                out,
-            )
+            why = "no primary of the key is reachable to coordinate it"
+            _reply(origin, Failure(FailureKind.UNAVAILABLE, why, "w", needed, 0), out)
             return
         req_id = self._new_id()
         assert isinstance(origin, ClientOrigin)
-        self._forwards[req_id] = _Forward(origin.ref, up[0], self._deadline(request, now_ms))
+        self._forwards[req_id] = _Forward(origin.ref, up[0], self._deadline(request, now_ms), needed)
         out.append(Send(up[0], ForwardRequest(req_id, request)))
 
     # -- puts and deletes ------------------------------------------------------------------------------
@@ -445,18 +432,8 @@ class DataPath:
         for req_id, forward in sorted(self._forwards.items()):
             if now_ms >= forward.deadline_ms:
                 del self._forwards[req_id]
-                out.append(
-                    Reply(
-                        forward.ref,
-                        Failure(
-                            FailureKind.TIMEOUT,
-                            f"the coordinator {forward.node} did not answer in time",
-                            field="w",
-                            needed=self.cluster.quorum("w"),
-                            acknowledged=0,
-                        ),
-                    )
-                )
+                why = f"the coordinator {forward.node} did not answer in time"
+                out.append(Reply(forward.ref, Failure(FailureKind.TIMEOUT, why, "w", forward.needed, 0)))
 
     def on_peer_down(self, node: str, now_ms: int, out: list[Effect]) -> None:
         """A lost connection: requests waiting on that node stop waiting for it."""
