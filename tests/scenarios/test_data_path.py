@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dynakv.core.config import Limits
+from dynakv.core.config import BucketProps, Limits
 from dynakv.core.objects import Content
 from dynakv.core.preflist import primaries
 from dynakv.protocol.data_path import Settings
@@ -203,3 +203,23 @@ def test_a_custom_value_limit_is_enforced() -> None:
     reply = sim.call("n1", PutRequest(b"b", b"k", content(b"x" * 11)))
     assert isinstance(reply, Failure) and reply.field == "value" and "limit of 10" in reply.message
     put(sim, "n1", b"k", b"x" * 10)
+
+
+def holders(sim: Simulation, bucket: bytes, key: bytes) -> list[str]:
+    partition = sim.ring.partition_for_key(bucket, key)
+    return [n for n in sorted(sim.storage) if sim.storage[n].get(partition, bucket, key) is not None]
+
+
+def test_a_bucket_with_its_own_n_val_and_quorums() -> None:
+    settings = Settings(buckets={b"one": BucketProps(n_val=1), b"strict": BucketProps(w="all")})
+    sim = Simulation(NODES, seed=16, settings=settings)
+    assert isinstance(sim.call("n1", PutRequest(b"one", b"k", content(b"v"))), PutReply)
+    assert len(holders(sim, b"one", b"k")) == 1
+    assert isinstance(sim.call("n1", PutRequest(b"b", b"k", content(b"v"))), PutReply)
+    assert holders(sim, b"b", b"k") == NODES
+    sim.crash("n3")
+    strict = sim.call("n1", PutRequest(b"strict", b"k", content(b"v")))
+    assert isinstance(strict, Failure) and (strict.field, strict.needed) == ("w", 3)
+    assert isinstance(sim.call("n1", PutRequest(b"strict", b"k", content(b"v"), w=2)), PutReply)
+    refused = sim.call("n1", GetRequest(b"one", b"k", r=2))
+    assert isinstance(refused, Failure) and refused.field == "r" and "n_val 1" in refused.message

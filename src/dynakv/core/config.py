@@ -88,20 +88,55 @@ class ClusterConfig:
         n = _check_int("n_val", self.n_val, 1, N_VAL_MAX)
         if n > q:
             raise ConfigError("n_val", f"{n} is above partitions {q}")
-        for name in ("r", "w", "rw"):
-            resolve_quorum(name, getattr(self, name), n)
-        for name in ("dw", "pr", "pw"):
-            resolve_quorum(name, getattr(self, name), n, minimum=0)
+        _check_quorums(self, n)
 
     def quorum(self, name: str) -> int:
         """The integer value of the quorum setting `name` ("r", "w", "dw", "rw", "pr", "pw")."""
-        minimum = 1 if name in ("r", "w", "rw") else 0
-        value: Quorum = getattr(self, name)
-        return resolve_quorum(name, value, self.n_val, minimum=minimum)
+        return self.bucket_defaults().quorum(name)
+
+    def bucket_defaults(self) -> BucketProps:
+        """The properties of every bucket that has none of its own."""
+        return BucketProps(self.n_val, self.r, self.w, self.dw, self.rw, self.pr, self.pw)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Self:
         return _from_mapping(cls, values)
+
+
+@dataclass(frozen=True, slots=True)
+class BucketProps:
+    """The replication settings of one bucket (Riak's bucket properties): n_val and the default
+    quorums of its requests, which a request may override. Buckets without their own take the
+    cluster's (`ClusterConfig.bucket_defaults`)."""
+
+    n_val: int = 3
+    r: Quorum = "quorum"
+    w: Quorum = "quorum"
+    dw: Quorum = "quorum"
+    rw: Quorum = "quorum"
+    pr: Quorum = 0
+    pw: Quorum = 0
+
+    def __post_init__(self) -> None:
+        n = _check_int("n_val", self.n_val, 1, N_VAL_MAX)
+        _check_quorums(self, n)
+
+    def quorum(self, name: str) -> int:
+        """The integer value of the quorum setting `name` ("r", "w", "dw", "rw", "pr", "pw")."""
+        value: Quorum = getattr(self, name)
+        return resolve_quorum(name, value, self.n_val, minimum=_QUORUM_MINIMUM[name])
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> Self:
+        return _from_mapping(cls, values)
+
+
+_QUORUM_MINIMUM: Final = {"r": 1, "w": 1, "rw": 1, "dw": 0, "pr": 0, "pw": 0}
+
+
+def _check_quorums(settings: object, n_val: int) -> None:
+    for name, minimum in _QUORUM_MINIMUM.items():
+        resolve_quorum(name, getattr(settings, name), n_val, minimum=minimum)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,9 +13,10 @@ so it is handed in by the driver, which keeps it with the data.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from dynakv.core.config import ClusterConfig, Limits, Timing
+from dynakv.core.config import BucketProps, ClusterConfig, Limits, Timing
 from dynakv.core.dvv import decode_context, encode_context, reconcile
 from dynakv.core.errors import DecodeError, LimitExceeded
 from dynakv.core.objects import Content, StoredObject, encode_object, visible_siblings
@@ -53,6 +54,8 @@ class Settings:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     timing: Timing = field(default_factory=Timing)
     limits: Limits = field(default_factory=Limits)
+    # Buckets with properties of their own; every other bucket has the cluster's defaults.
+    buckets: Mapping[bytes, BucketProps] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +140,8 @@ class DataPath:
         self.ring = ring
         self.storage = storage
         self.cluster = settings.cluster
+        self.buckets = settings.buckets
+        self.bucket_defaults = settings.cluster.bucket_defaults()
         self.timing = settings.timing
         self.limits = settings.limits
         self.counters = counters
@@ -159,8 +164,8 @@ class DataPath:
         timeout = request.timeout_ms or self.timing.request_timeout_ms
         return now_ms + timeout
 
-    def _targets(self, partition: int) -> tuple[Target, ...]:
-        return tuple(Target(node, True) for node in primaries(self.ring, partition, self.cluster.n_val))
+    def _targets(self, partition: int, n_val: int) -> tuple[Target, ...]:
+        return tuple(Target(node, True) for node in primaries(self.ring, partition, n_val))
 
     # -- client requests -------------------------------------------------------------------------------
 
@@ -172,12 +177,13 @@ class DataPath:
         if failure is None and self.pending() >= self.limits.pending_requests_max:
             limit = self.limits.pending_requests_max
             failure = Failure(FailureKind.OVERLOADED, f"{limit} requests in flight, the limit; retry later")
-        quorums = resolve_quorums(request, self.cluster, self.cluster.n_val) if failure is None else failure
+        props = self.buckets.get(request.bucket, self.bucket_defaults)
+        quorums = resolve_quorums(request, props) if failure is None else failure
         if isinstance(quorums, Failure):
             _reply(origin, quorums, out)
             return
         partition = self.ring.partition_for_key(request.bucket, request.key)
-        plan = _Plan(partition, self._targets(partition), quorums)
+        plan = _Plan(partition, self._targets(partition, props.n_val), quorums)
         if isinstance(request, GetRequest):
             self._start_get(origin, request, plan, now_ms, out)
         elif any(t.node == self.name for t in plan.targets):

@@ -5,7 +5,7 @@ Every refusal is a `Failure` of kind BAD_REQUEST naming the field, so a client s
 
 from __future__ import annotations
 
-from dynakv.core.config import ClusterConfig, Limits, Quorum, resolve_quorum
+from dynakv.core.config import BucketProps, Limits, Quorum, resolve_quorum
 from dynakv.core.errors import ConfigError
 from dynakv.protocol.messages import (
     ClientRequest,
@@ -46,15 +46,16 @@ def _resolve(name: str, value: Quorum | None, default: Quorum, n_val: int) -> in
     return resolve_quorum(name, default if value is None else value, n_val, minimum=minimum)
 
 
-def resolve_quorums(request: ClientRequest, config: ClusterConfig, n_val: int) -> dict[str, int] | Failure:
-    """The request's quorums as integers (falling back on the defaults), or the BAD_REQUEST naming
+def resolve_quorums(request: ClientRequest, props: BucketProps) -> dict[str, int] | Failure:
+    """The request's quorums as integers (falling back on the bucket's), or the BAD_REQUEST naming
     the first one out of range."""
+    n_val = props.n_val
     if isinstance(request, GetRequest):
         asked: dict[str, Quorum | None] = {"r": request.r, "pr": request.pr}
     else:
         assert isinstance(request, PutRequest | DeleteRequest)
         asked = {"w": request.w, "dw": request.dw, "pw": request.pw}
     try:
-        return {name: _resolve(name, value, getattr(config, name), n_val) for name, value in asked.items()}
+        return {name: _resolve(name, value, getattr(props, name), n_val) for name, value in asked.items()}
     except ConfigError as err:
         return bad_request(err.field, str(err))

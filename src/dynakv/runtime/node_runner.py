@@ -58,7 +58,10 @@ class NodeRunner:
     def __init__(self, config: NodeConfig, storage: StorageEngine, actor: str) -> None:
         self.config = config
         settings = Settings(
-            config.cluster_config(), Timing.from_mapping(config.timing), Limits.from_mapping(config.limits)
+            config.cluster_config(),
+            Timing.from_mapping(config.timing),
+            Limits.from_mapping(config.limits),
+            config.bucket_props(),
         )
         ring = claim(sorted(config.members), config.partitions, config.n_val)
         self.node = Node(config.name, actor, ring, storage, settings)

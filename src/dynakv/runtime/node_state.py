@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from dynakv.core.config import ClusterConfig, Limits, Timing
+from dynakv.core.config import BucketProps, ClusterConfig, Limits, Timing
 from dynakv.core.errors import ConfigError
 from dynakv.protocol.ports import StorageEngine
 from dynakv.storage.registry import DEFAULT_ENGINE, ENGINES
@@ -78,7 +78,9 @@ class NodeConfig:
     """Everything needed to (re)start a node; `members` includes the node itself (its listen address).
 
     `timing` and `limits` hold overrides of the `Timing` and `Limits` defaults (edit node.json to set
-    them); they are validated by building the settings.
+    them); they are validated by building the settings. `buckets` maps a bucket name to its own
+    properties (`BucketProps`: n_val, r, w, dw, rw, pr, pw); with static membership every node's
+    node.json must say the same (the HTTP issue makes bucket properties cluster-wide).
     """
 
     name: str
@@ -92,6 +94,7 @@ class NodeConfig:
     n_val: int = 3
     timing: dict[str, int] = field(default_factory=dict)
     limits: dict[str, int] = field(default_factory=dict)
+    buckets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_name(self.name)
@@ -107,6 +110,12 @@ class NodeConfig:
         self.cluster_config()  # validates partitions, n_val and the cluster name
         Timing.from_mapping(self.timing)
         Limits.from_mapping(self.limits)
+        self.bucket_props()
+
+    def bucket_props(self) -> dict[bytes, BucketProps]:
+        return {
+            name.encode(): BucketProps.from_mapping(props) for name, props in sorted(self.buckets.items())
+        }
 
     def cluster_config(self) -> ClusterConfig:
         return ClusterConfig(cluster_name=self.cluster_name, partitions=self.partitions, n_val=self.n_val)
@@ -125,6 +134,7 @@ class NodeConfig:
             "n_val": self.n_val,
             "timing": dict(sorted(self.timing.items())),
             "limits": dict(sorted(self.limits.items())),
+            "buckets": {name: dict(sorted(props.items())) for name, props in sorted(self.buckets.items())},
         }
 
     @classmethod
@@ -145,6 +155,7 @@ class NodeConfig:
                 n_val=data["n_val"],
                 timing=dict(data.get("timing", {})),
                 limits=dict(data.get("limits", {})),
+                buckets={str(k): dict(v) for k, v in dict(data.get("buckets", {})).items()},
             )
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             if isinstance(err, ConfigError):
@@ -197,6 +208,7 @@ def resolve(saved: NodeConfig | None, given: Overrides) -> NodeConfig:
         n_val=_pick(given.n_val, saved and saved.n_val, min(_NO_CONFIG["n_val"], len(members))),
         timing=dict(saved.timing) if saved else {},
         limits=dict(saved.limits) if saved else {},
+        buckets={k: dict(v) for k, v in saved.buckets.items()} if saved else {},
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dynakv.core.config import ClusterConfig, Limits, Timing, resolve_quorum
+from dynakv.core.config import BucketProps, ClusterConfig, Limits, Timing, resolve_quorum
 from dynakv.core.errors import ConfigError
 
 
@@ -65,3 +65,12 @@ def test_limits_keep_a_frame_big_enough_for_an_object() -> None:
         Limits(value_bytes_max=2_000, object_bytes_max=1_000)
     with pytest.raises(ConfigError, match=r"^siblings_max: "):
         Limits(siblings_max=0)
+
+
+def test_bucket_props_check_quorums_against_their_own_n_val() -> None:
+    assert BucketProps(n_val=5, w="quorum").quorum("w") == 3
+    with pytest.raises(ConfigError, match=r"^w: 3 is above n_val 2"):
+        BucketProps(n_val=2, w=3)
+    with pytest.raises(ConfigError, match=r"^n_val: 17 is above the maximum 16"):
+        BucketProps(n_val=17)
+    assert ClusterConfig(n_val=5, r=1).bucket_defaults() == BucketProps(n_val=5, r=1)

@@ -123,3 +123,14 @@ def test_frame_buffers_decode_back() -> None:
     assert got == payloads
     with pytest.raises(AssertionError):
         frame_buffers([b""], 10)
+
+
+def test_bucket_properties_in_node_json_are_kept_and_checked() -> None:
+    data = first_start().to_json()
+    data["buckets"] = {"carts": {"n_val": 2, "w": "all"}}
+    config = NodeConfig.from_json(data)
+    assert NodeConfig.from_json(config.to_json()) == config
+    assert resolve(config, Overrides()).bucket_props()[b"carts"].quorum("w") == 2
+    data["buckets"] = {"carts": {"n_val": 2, "r": 3}}
+    with pytest.raises(ConfigError, match=r"^r: 3 is above n_val 2"):
+        NodeConfig.from_json(data)
