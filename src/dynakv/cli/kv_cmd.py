@@ -143,7 +143,7 @@ def register(commands: Any) -> None:
     put.add_argument("--json", action="store_true", help="print one JSON object")
 
     delete = _common(
-        commands, "delete", "delete a key (without --context: what the coordinating node holds of it)", _delete
+        commands, "delete", "delete a key (without --context: what the coordinator holds)", _delete
     )
     _write_quorums(delete)
 
