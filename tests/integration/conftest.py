@@ -151,6 +151,7 @@ class NodeInfo:
     client: str
     pid: int
     proc: subprocess.Popen[bytes] | None = None  # set when this fixture (not dev) started the node
+    http: str | None = None  # the HTTP API's "host:port"
 
 
 @dataclass
@@ -202,7 +203,7 @@ class Cluster:
             )
         node.proc, node.pid = proc, proc.pid
         ready = wait_for(lambda: _ready(node, proc), START_TIMEOUT_S, f"{name} to be ready again")
-        node.cluster, node.client = ready["cluster"], ready["client"]
+        node.cluster, node.client, node.http = ready["cluster"], ready["client"], ready["http"]
         self.killed.discard(name)
         return node
 
@@ -307,7 +308,9 @@ def launch_dev(root: Path, nodes: int, *args: str, connected: bool = True) -> Cl
         _wait_or_kill(dev)
         raise
     infos = {
-        n["name"]: NodeInfo(n["name"], Path(n["data_dir"]), n["cluster"], n["client"], n["pid"])
+        n["name"]: NodeInfo(
+            n["name"], Path(n["data_dir"]), n["cluster"], n["client"], n["pid"], http=n.get("http")
+        )
         for n in data["nodes"]
     }
     cluster = Cluster(root, dev, infos, dev_log)

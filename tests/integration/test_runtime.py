@@ -76,7 +76,7 @@ def check_ready_files(cluster: Cluster) -> None:
             "pid": node.pid,
             "cluster": node.cluster,
             "client": node.client,
-            "http": None,
+            "http": node.http,
         }
         for address in (ready["cluster"], ready["client"]):
             host, port = parse_address(address)

@@ -2,6 +2,8 @@
 
 Node i (1..N) is named "dev{i}", keeps its data in DIR/dev{i} (log in DIR/dev{i}/node.log) and binds
 127.0.0.1, or with --base-ip the i-th address counting from there (dev1 on the base, dev2 on the next).
+Each node serves the native protocol on its client port and the Riak-compatible HTTP API on its http
+port; cluster.json records both.
 
 Ports: members need each other's cluster addresses before any of them starts, so port 0 will not do.
 `dev` picks free ports itself: it binds port 0 on each node's address, reads the port the kernel chose,
@@ -95,19 +97,19 @@ def _hosts(count: int, base_ip: str | None) -> list[str]:
     return [parse_address(f"{first + i}:0", "base-ip").host for i in range(count)]
 
 
-def _free_ports(hosts: list[str]) -> list[tuple[int, int]]:
-    """A (cluster, client) port pair per host, free at the time of asking (see the module docstring)."""
+def _free_ports(hosts: list[str]) -> list[tuple[int, int, int]]:
+    """(cluster, client, http) ports per host, free at the time of asking (see the module docstring)."""
     held: list[socket.socket] = []
     try:
         ports = []
         for host in hosts:
-            pair = []
-            for _ in range(2):
+            picked = []
+            for _ in range(3):
                 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 held.append(sock)
                 sock.bind((host, 0))
-                pair.append(sock.getsockname()[1])
-            ports.append((pair[0], pair[1]))
+                picked.append(sock.getsockname()[1])
+            ports.append((picked[0], picked[1], picked[2]))
         return ports
     finally:
         for sock in held:
@@ -124,9 +126,9 @@ def _fresh_nodes(args: argparse.Namespace, root: Path) -> list[DevNode]:
     ports = _free_ports(hosts)
     cluster = {name: Address(host, p[0]) for name, host, p in zip(names, hosts, ports, strict=True)}
     nodes = []
-    for name, host, (_, client_port) in zip(names, hosts, ports, strict=True):
+    for name, host, (_, client_port, http_port) in zip(names, hosts, ports, strict=True):
         command = [*_node_command(root / name), "--name", name, "--listen", str(cluster[name])]
-        command += ["--client", str(Address(host, client_port))]
+        command += ["--client", str(Address(host, client_port)), "--http", str(Address(host, http_port))]
         for other in names:
             if other != name:
                 command += ["--member", f"{other}={cluster[other]}"]
@@ -241,7 +243,7 @@ def _announce(root: Path, nodes: list[DevNode]) -> None:
         assert node.ready is not None and node.proc is not None
         out.append(
             f"  {node.name:<6} pid {node.proc.pid:<7} cluster {node.ready['cluster']:<21} "
-            f"client {node.ready['client']:<21} log {node.log_path}"
+            f"client {node.ready['client']:<21} http {node.ready.get('http') or '-':<21} log {node.log_path}"
         )
     out += [
         f"cluster file: {root / 'cluster.json'}",

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dynakv.cli.node_http import start_http
 from dynakv.core.config import N_VAL_MAX, PARTITIONS_MAX, PARTITIONS_MIN
 from dynakv.core.errors import ConfigError
 from dynakv.protocol.ports import StorageError
@@ -129,7 +130,7 @@ def run_node(args: argparse.Namespace) -> int:
         n_val=args.n_val,
     )
     try:
-        return node_runner.run_node(args.data, given)
+        return node_runner.run_node(args.data, given, start_http)
     except ConfigError as err:
         sys.stderr.write(f"dynakv node: {err}\n")
         return EXIT_USAGE

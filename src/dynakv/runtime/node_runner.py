@@ -24,6 +24,7 @@ import json
 import logging
 import signal
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -33,7 +34,7 @@ from dynakv.core.errors import ConfigError
 from dynakv.protocol.data_path import Settings
 from dynakv.protocol.effects import Reply, Send
 from dynakv.protocol.events import ClientRequestReceived, Event, Tick
-from dynakv.protocol.messages import ClientRequest, PeerMessage
+from dynakv.protocol.messages import ClientReply, ClientRequest, PeerMessage
 from dynakv.protocol.node import Node
 from dynakv.protocol.ports import StorageEngine, StorageError
 from dynakv.runtime import node_state
@@ -50,6 +51,12 @@ log = logging.getLogger(__name__)
 
 EXIT_OK: Final = 0
 EXIT_CRASHED: Final = 1
+
+# A front end served beside the native protocol on the node's loop: the HTTP API, wired in by the CLI
+# (the runtime must not import the api layer above it). Given the runner and the address to bind, it
+# returns the bound address and a coroutine function that stops it.
+Stopper = Callable[[], Awaitable[None]]
+FrontEnd = Callable[["NodeRunner", Address], Awaitable[tuple[Address, Stopper]]]
 
 
 class NodeRunner:
@@ -76,7 +83,8 @@ class NodeRunner:
         self.client_address: Address | None = None
         self.exit_code = EXIT_OK
         self._dirty: list[Flushable] = []
-        self._refs: dict[int, tuple[ClientProtocol, int]] = {}
+        # A ref stands for a native connection and its request id, or for a front end's waiting future.
+        self._refs: dict[int, tuple[ClientProtocol, int] | asyncio.Future[ClientReply]] = {}
         self._next_ref = 0
         self._servers: list[asyncio.Server] = []
         self._connections: set[FramedProtocol] = set()
@@ -110,6 +118,10 @@ class NodeRunner:
         if entry is None:
             log.error("a reply for unknown ref %d", effect.ref)
             return
+        if isinstance(entry, asyncio.Future):
+            if not entry.done():  # a cancelled waiter (its HTTP client went away) takes no reply
+                entry.set_result(effect.reply)
+            return
         conn, request_id = entry
         conn.pending -= 1
         conn.reply(request_id, effect.reply)
@@ -126,6 +138,16 @@ class NodeRunner:
         self._next_ref += 1
         self._refs[self._next_ref] = (conn, request_id)
         self.deliver(ClientRequestReceived(self._next_ref, request))
+
+    async def request(self, request: ClientRequest) -> ClientReply:
+        """Hand a request to the Node and wait for its reply: the seam of front ends other than the
+        native protocol (the HTTP API). The Node always replies, at the latest at the request's timeout."""
+        future: asyncio.Future[ClientReply] = asyncio.get_running_loop().create_future()
+        self._next_ref += 1
+        self._refs[self._next_ref] = future
+        self.deliver(ClientRequestReceived(self._next_ref, request))
+        self.flush()
+        return await future
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -211,10 +233,14 @@ _STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
 
 
 async def serve(
-    config: NodeConfig, data_dir: Path, storage: StorageEngine, early_stop: list[int] | None = None
+    config: NodeConfig,
+    data_dir: Path,
+    storage: StorageEngine,
+    early_stop: list[int] | None = None,
+    http: FrontEnd | None = None,
 ) -> int:
     """Run the node until SIGTERM or SIGINT (exit 0) or a broken invariant (exit 1). `early_stop`
-    holds the stop signals that arrived before the loop ran, if any."""
+    holds the stop signals that arrived before the loop ran, if any; `http` serves config.http."""
     runner = NodeRunner(config, storage, node_state.actor_id(config.name, storage))
     loop = asyncio.get_running_loop()
     for sig in _STOP_SIGNALS:
@@ -222,24 +248,31 @@ async def serve(
     loop.set_exception_handler(runner.on_loop_exception)
     if early_stop:
         runner.request_stop()
+    http_address: Address | None = None
+    stop_http: Stopper | None = None
     try:
         await runner.start()
         assert runner.cluster_address is not None and runner.client_address is not None
-        if config.http is not None:
-            log.warning("--http %s is saved, but this version has no HTTP API yet", config.http)
+        if config.http is not None and http is None:
+            log.warning("--http %s is saved, but no HTTP front end was given", config.http)
+        elif config.http is not None and http is not None:
+            http_address, stop_http = await http(runner, config.http)
+            log.info("node %s serving HTTP on %s", config.name, http_address)
         node_state.write_json_atomically(
             data_dir / node_state.READY_FILE,
-            node_state.ready_record(config.name, runner.cluster_address, runner.client_address, None),
+            node_state.ready_record(config.name, runner.cluster_address, runner.client_address, http_address),
         )
         code = await runner.wait()
         log.info("stopping")
     finally:
         node_state.remove_ready(data_dir)
+        if stop_http is not None:
+            await stop_http()
         await runner.stop()
     return code
 
 
-def run_node(data_dir: Path, given: node_state.Overrides) -> int:
+def run_node(data_dir: Path, given: node_state.Overrides, http: FrontEnd | None = None) -> int:
     """`dynakv node`: settle the settings (node.json + flags, saved back), open the storage, serve.
 
     Raises ConfigError for bad settings or a data directory in use, StorageError when the engine cannot
@@ -269,7 +302,7 @@ def run_node(data_dir: Path, given: node_state.Overrides) -> int:
         node_state.remove_ready(data_dir)
         storage = open_engine(config.storage, str(data_dir / node_state.STORAGE_DIR))
         try:
-            return run_forever(serve(config, data_dir, storage, early_stop))
+            return run_forever(serve(config, data_dir, storage, early_stop, http))
         finally:
             remember_stop_signals()
             storage.close()  # flushes: everything acknowledged so far is on disk

@@ -1,0 +1,200 @@
+"""The Riak KV compatible HTTP API: thin aiohttp handlers over the pure mapping (riak_mapping.py).
+
+Everything Riak-specific (paths, parameters, headers, status codes, sibling formats) lives in the
+mapping and is tested without sockets; this module only reads the request, runs the operation the
+mapping asked for and writes the `HttpResponse` back unchanged (header order and repeats kept).
+
+The seam to the node: the server is given a `Submit` (hand a request to the Node, await its reply)
+and a `Stats` (the node's counters). The api layer does not import the runtime; the CLI wires them
+(cli/node_http.py). Not built yet: listings, bucket props, preflists and bucket types answer 501, and
+the resource map (`GET /`) does not advertise them.
+
+Bad input never gives a 500: the mapping turns every problem into a 4xx, an oversized body is a 413
+before it is read in full, and malformed HTTP is aiohttp's own 400. A 500 means a storage failure.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Final
+
+from aiohttp import web
+
+from dynakv.api.riak_http import HttpResponse, text_response
+from dynakv.api.riak_mapping import (
+    JSON_TYPE,
+    RESOURCES,
+    ObjectDelete,
+    ObjectGet,
+    ObjectPut,
+    map_request,
+    precondition_failed_response,
+    render_delete,
+    render_get,
+    render_put,
+    resources_response,
+)
+from dynakv.api.riak_paths import Route
+from dynakv.core.config import Limits
+from dynakv.protocol.messages import (
+    ClientReply,
+    ClientRequest,
+    DeleteReply,
+    Failure,
+    GetReply,
+    GetRequest,
+    PutReply,
+)
+
+log = logging.getLogger(__name__)
+
+Submit = Callable[[ClientRequest], Awaitable[ClientReply]]
+Stats = Callable[[], Mapping[str, int]]
+
+# Reported as Riak's version: 2.0.x turns on the client's vclock deletes and streamed lists, and staying
+# below 2.1 keeps it from asking for preflists (riak-http.md section 0.2).
+RIAK_KV_VERSION: Final = "2.0.0"
+# Room above the largest value for the rest of a request body (none today), so a value just past the
+# limit still gets the mapping's own 413 text; anything larger is refused before it is read.
+BODY_HEADROOM: Final = 64 * 1024
+# Seconds a stopping server waits for requests in flight (a stopped Node answers none of them).
+SHUTDOWN_TIMEOUT_S: Final = 1.0
+# Resources the mapping knows but this server does not serve yet: not advertised in `GET /`.
+NOT_SERVED: Final = frozenset({"riak_kv_wm_preflist"})
+# The node counters /stats reports, by the request type the data path counts.
+STAT_COUNTERS: Final = {
+    "gets": "requests.GetRequest",
+    "puts": "requests.PutRequest",
+    "deletes": "requests.DeleteRequest",
+}
+
+
+def served_resources_response() -> HttpResponse:
+    """The resource map, without what is not served yet (the client gates features on its keys)."""
+    served = {name: path for name, path in RESOURCES.items() if name not in NOT_SERVED}
+    body = json.dumps(served, sort_keys=True).encode()
+    return HttpResponse(200, (("Content-Type", JSON_TYPE),), body)
+
+
+def stats_response(counters: Mapping[str, int]) -> HttpResponse:
+    """`riak_kv_version` (which the client reads) and the node's request counts: the gets, puts and
+    deletes this node has handled since it started, from its clients or forwarded by a peer."""
+    stats: dict[str, object] = {"riak_kv_version": RIAK_KV_VERSION}
+    for name, counter in STAT_COUNTERS.items():
+        stats[name] = int(counters.get(counter, 0))
+    return HttpResponse(200, (("Content-Type", JSON_TYPE),), json.dumps(stats).encode())
+
+
+def not_implemented_response(route: Route) -> HttpResponse:
+    return text_response(501, f"not implemented yet: {route.kind.replace('_', ' ')}")
+
+
+def internal_error_response(what: str, reply: ClientReply) -> HttpResponse:
+    """A reply of the wrong type: a bug in the node, never bad input."""
+    log.error("%s got an unexpected reply %r", what, reply)
+    return text_response(500, f"internal error: unexpected reply to {what}")
+
+
+def to_web(response: HttpResponse) -> web.Response:
+    """The response as aiohttp writes it; repeated headers stay separate lines."""
+    return web.Response(status=response.status, headers=response.headers, body=response.body or None)
+
+
+class RiakHttpServer:
+    """One node's HTTP API. `start` binds (port 0 allowed) and returns the bound (host, port)."""
+
+    def __init__(
+        self, submit: Submit, stats: Stats, limits: Limits, rng: random.Random | None = None
+    ) -> None:
+        self.submit = submit
+        self.stats = stats
+        self.limits = limits
+        self.body_bytes_max = limits.value_bytes_max + BODY_HEADROOM
+        self.rng = rng or random.Random()  # seeded from the OS: generated keys must not repeat
+        self._runner: web.AppRunner | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.body_bytes_max)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
+
+    async def start(self, host: str, port: int) -> tuple[str, int]:
+        runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+        await runner.setup()
+        self._runner = runner
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        await site.start()
+        bound = runner.addresses[0]  # the real port when port 0 was asked for
+        return str(bound[0]), int(bound[1])
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await self._read_body(request)
+        if isinstance(body, HttpResponse):
+            response = to_web(body)
+            response.force_close()  # the unread rest of the body must not be taken as the next request
+            return response
+        raw_path, _, query = request.raw_path.partition("?")
+        op = map_request(
+            request.method,
+            raw_path,
+            query,
+            request.headers.items(),
+            body,
+            now_ms=int(time.time() * 1000),
+            rng=self.rng,
+            limits=self.limits,
+        )
+        return to_web(await self._run(op))
+
+    async def _read_body(self, request: web.Request) -> bytes | HttpResponse:
+        length = request.content_length
+        if length is not None and length > self.body_bytes_max:
+            return text_response(413, f"request body is {length} bytes, above {self.body_bytes_max}")
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return text_response(413, f"request body is above {self.body_bytes_max} bytes")
+
+    async def _run(self, op: ObjectGet | ObjectPut | ObjectDelete | Route | HttpResponse) -> HttpResponse:
+        if isinstance(op, HttpResponse):
+            return served_resources_response() if op == resources_response() else op
+        if isinstance(op, ObjectGet):
+            reply = await self.submit(op.request)
+            if not isinstance(reply, GetReply | Failure):
+                return internal_error_response("a get", reply)
+            return render_get(op, reply)
+        if isinstance(op, ObjectPut):
+            return await self._put(op)
+        if isinstance(op, ObjectDelete):
+            deleted = await self.submit(op.request)
+            if not isinstance(deleted, DeleteReply | Failure):
+                return internal_error_response("a delete", deleted)
+            return render_delete(deleted)
+        if op.kind == "stats":
+            return stats_response(self.stats())
+        return not_implemented_response(op)
+
+    async def _put(self, op: ObjectPut) -> HttpResponse:
+        if op.if_none_match:
+            # If-None-Match: * reads first, as Riak does: 412 when the key holds a live value.
+            request = op.request
+            found = await self.submit(GetRequest(request.bucket, request.key, timeout_ms=request.timeout_ms))
+            if isinstance(found, Failure):
+                return render_put(op, found)
+            if not isinstance(found, GetReply):
+                return internal_error_response("a conditional put's get", found)
+            if found.found and found.siblings:
+                return precondition_failed_response()
+        reply = await self.submit(op.request)
+        if not isinstance(reply, PutReply | Failure):
+            return internal_error_response("a put", reply)
+        return render_put(op, reply)
