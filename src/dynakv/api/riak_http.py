@@ -1,6 +1,6 @@
 """The plain HTTP values the Riak mapping works on: a response, and request headers as a multi-dict.
 
-Pure data, no server: the HTTP server (api/http_server.py, to come) turns its framework's request into
+Pure data, no server: the HTTP server (api/http_server.py) turns its framework's request into
 these and writes an `HttpResponse` back unchanged, so everything Riak-specific is testable without sockets.
 """
 

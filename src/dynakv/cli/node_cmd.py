@@ -26,7 +26,7 @@ EXIT_USAGE = 2
 NODE_EPILOG = """\
 files in DIR:
   node.json   the node's settings: name, cluster_name, listen, client, http, members {name: "host:port"},
-              storage, partitions, n_val, timing and limits overrides
+              storage, partitions, n_val, timing and limits overrides, buckets {name: {n_val, r, w, ...}}
   ready.json  written when the listeners are bound: {"name", "pid", "cluster", "client", "http"}, the
               real "host:port" addresses (port 0 is allowed); removed on a clean stop
   storage/    the storage engine's files
