@@ -41,18 +41,18 @@ from dynakv.api.riak_mapping import (
 from dynakv.api.riak_paths import Route
 from dynakv.core.config import Limits
 from dynakv.protocol.messages import (
-    ClientReply,
-    ClientRequest,
     DeleteReply,
     Failure,
     GetReply,
     GetRequest,
+    NodeReply,
+    NodeRequest,
     PutReply,
 )
 
 log = logging.getLogger(__name__)
 
-Submit = Callable[[ClientRequest], Awaitable[ClientReply]]
+Submit = Callable[[NodeRequest], Awaitable[NodeReply]]
 Stats = Callable[[], Mapping[str, int]]
 
 # Reported as Riak's version: 2.0.x turns on the client's vclock deletes and streamed lists, and staying
@@ -93,7 +93,7 @@ def not_implemented_response(route: Route) -> HttpResponse:
     return text_response(501, f"not implemented yet: {route.kind.replace('_', ' ')}")
 
 
-def internal_error_response(what: str, reply: ClientReply) -> HttpResponse:
+def internal_error_response(what: str, reply: NodeReply) -> HttpResponse:
     """A reply of the wrong type: a bug in the node, never bad input."""
     log.error("%s got an unexpected reply %r", what, reply)
     return text_response(500, f"internal error: unexpected reply to {what}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dynakv.protocol.messages import ClientReply, PeerMessage
+from dynakv.protocol.messages import NodeReply, PeerMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,7 +16,7 @@ class Send:
 @dataclass(frozen=True, slots=True)
 class Reply:
     ref: int
-    reply: ClientReply
+    reply: NodeReply
 
 
 Effect = Send | Reply

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dynakv.protocol.messages import ClientRequest, PeerMessage
+from dynakv.protocol.messages import NodeRequest, PeerMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,7 +18,7 @@ class ClientRequestReceived:
     """`ref` is the driver's handle for the client connection and request; replies carry it back."""
 
     ref: int
-    request: ClientRequest
+    request: NodeRequest
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ them (an integer or "one", "quorum", "all"; None means the bucket's default).
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from dynakv.core.config import Quorum
@@ -25,6 +26,10 @@ class GetRequest:
     r: Quorum | None = None
     pr: Quorum | None = None
     timeout_ms: int | None = None
+    # Riak's: None takes the bucket's. notfound_ok counts a replica's not-found toward r; basic_quorum
+    # answers not found as soon as a majority of the replicas said so (with notfound_ok false).
+    basic_quorum: bool | None = None
+    notfound_ok: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +61,66 @@ class DeleteRequest:
 
 
 ClientRequest = GetRequest | PutRequest | DeleteRequest
+
+
+# ---------------------------------------------------------------------------------------------------
+# Service requests: listings, bucket properties and preference lists. The HTTP API sends them through
+# the same node seam as the object requests; the native wire protocol does not carry them yet.
+
+# A bucket property value as Riak's JSON gives it: quorums stay as set (1 stays 1, "all" stays "all").
+PropValue = int | str | bool
+
+
+@dataclass(frozen=True, slots=True)
+class ListKeysRequest:
+    """The keys of one bucket that hold a live value on some replica (a full scan, as in Riak)."""
+
+    bucket: bytes
+    timeout_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListBucketsRequest:
+    """The buckets that hold at least one live value on some replica (a full scan, as in Riak)."""
+
+    timeout_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GetBucketProps:
+    bucket: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SetBucketProps:
+    """Change some properties of a bucket, cluster-wide; the ones not named keep their values."""
+
+    bucket: bytes
+    props: Mapping[str, PropValue]
+
+
+@dataclass(frozen=True, slots=True)
+class ResetBucketProps:
+    """Forget a bucket's own properties, cluster-wide: it takes the cluster's defaults again."""
+
+    bucket: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PreflistRequest:
+    bucket: bytes
+    key: bytes
+
+
+ServiceRequest = (
+    ListKeysRequest
+    | ListBucketsRequest
+    | GetBucketProps
+    | SetBucketProps
+    | ResetBucketProps
+    | PreflistRequest
+)
+NodeRequest = ClientRequest | ServiceRequest
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -110,6 +175,39 @@ class Failure:
 
 
 ClientReply = GetReply | PutReply | DeleteReply | Failure
+
+
+@dataclass(frozen=True, slots=True)
+class ListReply:
+    """Keys of a bucket or names of buckets, sorted, each once."""
+
+    names: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BucketPropsReply:
+    """A bucket's effective properties by their Riak names (`name` included), as Riak's props GET
+    shows them; the answer to GetBucketProps, SetBucketProps and ResetBucketProps alike."""
+
+    props: Mapping[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class PreflistEntry:
+    partition: int
+    node: str
+    primary: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PreflistReply:
+    """The key's preference list, primaries first (n_val entries while every primary is up)."""
+
+    entries: tuple[PreflistEntry, ...]
+
+
+ServiceReply = ListReply | BucketPropsReply | PreflistReply | Failure
+NodeReply = ClientReply | ServiceReply
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from collections import Counter
 from dynakv.core.ring import Ring
 from dynakv.protocol import data_path
 from dynakv.protocol.data_path import DataPath, Settings
-from dynakv.protocol.effects import Effect
+from dynakv.protocol.effects import Effect, Reply
 from dynakv.protocol.events import (
     ClientRequestReceived,
     Event,
@@ -21,6 +21,14 @@ from dynakv.protocol.events import (
     PeerConnected,
     PeerDisconnected,
     Tick,
+)
+from dynakv.protocol.messages import (
+    DeleteRequest,
+    Failure,
+    FailureKind,
+    GetRequest,
+    PutRequest,
+    ServiceRequest,
 )
 from dynakv.protocol.ports import StorageEngine
 
@@ -49,7 +57,10 @@ class Node:
                 assert src != self.name, "a node never sends to itself"
                 self.data.on_message(src, msg, now_ms, out)
             case ClientRequestReceived(ref, request):
-                self.data.on_client_request(data_path.ClientOrigin(ref), request, now_ms, out)
+                if isinstance(request, GetRequest | PutRequest | DeleteRequest):
+                    self.data.on_client_request(data_path.ClientOrigin(ref), request, now_ms, out)
+                else:
+                    self._on_service_request(ref, request, now_ms, out)
             case Tick():
                 self.data.on_tick(now_ms, out)
             case PeerConnected(node):
@@ -57,3 +68,7 @@ class Node:
             case PeerDisconnected(node):
                 self.data.on_peer_down(node, now_ms, out)
         return out
+
+    def _on_service_request(self, ref: int, request: ServiceRequest, now_ms: int, out: list[Effect]) -> None:
+        why = f"{type(request).__name__} is not served yet"
+        out.append(Reply(ref, Failure(FailureKind.BAD_REQUEST, why)))

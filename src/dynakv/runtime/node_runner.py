@@ -34,7 +34,16 @@ from dynakv.core.errors import ConfigError
 from dynakv.protocol.data_path import Settings
 from dynakv.protocol.effects import Reply, Send
 from dynakv.protocol.events import ClientRequestReceived, Event, Tick
-from dynakv.protocol.messages import ClientReply, ClientRequest, PeerMessage
+from dynakv.protocol.messages import (
+    ClientRequest,
+    DeleteReply,
+    Failure,
+    GetReply,
+    NodeReply,
+    NodeRequest,
+    PeerMessage,
+    PutReply,
+)
 from dynakv.protocol.node import Node
 from dynakv.protocol.ports import StorageEngine, StorageError
 from dynakv.runtime import node_state
@@ -84,7 +93,7 @@ class NodeRunner:
         self.exit_code = EXIT_OK
         self._dirty: list[Flushable] = []
         # A ref stands for a native connection and its request id, or for a front end's waiting future.
-        self._refs: dict[int, tuple[ClientProtocol, int] | asyncio.Future[ClientReply]] = {}
+        self._refs: dict[int, tuple[ClientProtocol, int] | asyncio.Future[NodeReply]] = {}
         self._next_ref = 0
         self._servers: list[asyncio.Server] = []
         self._connections: set[FramedProtocol] = set()
@@ -124,6 +133,8 @@ class NodeRunner:
             return
         conn, request_id = entry
         conn.pending -= 1
+        # The native protocol carries only object requests, so their replies are object replies.
+        assert isinstance(effect.reply, GetReply | PutReply | DeleteReply | Failure), effect.reply
         conn.reply(request_id, effect.reply)
 
     def mark_dirty(self, writer: Flushable) -> None:
@@ -139,10 +150,10 @@ class NodeRunner:
         self._refs[self._next_ref] = (conn, request_id)
         self.deliver(ClientRequestReceived(self._next_ref, request))
 
-    async def request(self, request: ClientRequest) -> ClientReply:
+    async def request(self, request: NodeRequest) -> NodeReply:
         """Hand a request to the Node and wait for its reply: the seam of front ends other than the
         native protocol (the HTTP API). The Node always replies, at the latest at the request's timeout."""
-        future: asyncio.Future[ClientReply] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[NodeReply] = asyncio.get_running_loop().create_future()
         self._next_ref += 1
         self._refs[self._next_ref] = future
         self.deliver(ClientRequestReceived(self._next_ref, request))

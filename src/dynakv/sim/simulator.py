@@ -28,7 +28,7 @@ from dynakv.protocol.events import (
     PeerDisconnected,
     Tick,
 )
-from dynakv.protocol.messages import ClientReply, ClientRequest
+from dynakv.protocol.messages import NodeReply, NodeRequest
 from dynakv.protocol.node import Node
 from dynakv.storage.memory import MemoryEngine
 
@@ -61,7 +61,7 @@ class Simulation:
         self.storage = {name: MemoryEngine() for name in sorted(nodes)}
         self.nodes: dict[str, Node | None] = {}
         self.incarnations = dict.fromkeys(self.storage, 0)
-        self.replies: dict[int, ClientReply] = {}
+        self.replies: dict[int, NodeReply] = {}
         self._heap: list[_Scheduled] = []
         self._seq = 0
         self._next_ref = 0
@@ -73,13 +73,13 @@ class Simulation:
 
     # -- the script's verbs -----------------------------------------------------------------------------
 
-    def submit(self, node: str, request: ClientRequest) -> int:
+    def submit(self, node: str, request: NodeRequest) -> int:
         """Send a client request to `node` now; the reply lands in `replies[ref]`."""
         self._next_ref += 1
         self._push(self.now_ms, node, ClientRequestReceived(self._next_ref, request))
         return self._next_ref
 
-    def call(self, node: str, request: ClientRequest, limit_ms: int = 60_000) -> ClientReply:
+    def call(self, node: str, request: NodeRequest, limit_ms: int = 60_000) -> NodeReply:
         """Submit and run until the reply arrives."""
         ref = self.submit(node, request)
         self.run_until(lambda: ref in self.replies, limit_ms)
