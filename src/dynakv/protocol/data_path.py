@@ -156,6 +156,10 @@ class DataPath:
     def pending(self) -> int:
         return len(self._puts) + len(self._gets) + len(self._forwards)
 
+    def props_for(self, bucket: bytes) -> BucketProps:
+        """The bucket's effective properties: its own where it has some, else the cluster's defaults."""
+        return self.buckets.get(bucket, self.bucket_defaults)
+
     def _new_id(self) -> int:
         self._next_id += 1
         return self._next_id
@@ -177,7 +181,7 @@ class DataPath:
         if failure is None and self.pending() >= self.limits.pending_requests_max:
             limit = self.limits.pending_requests_max
             failure = Failure(FailureKind.OVERLOADED, f"{limit} requests in flight, the limit; retry later")
-        props = self.buckets.get(request.bucket, self.bucket_defaults)
+        props = self.props_for(request.bucket)
         quorums = resolve_quorums(request, props) if failure is None else failure
         if isinstance(quorums, Failure):
             _reply(origin, quorums, out)
