@@ -1,11 +1,19 @@
 """The deterministic simulator: the same `Node` code as the runtime, on a virtual clock and network.
 
-Everything that varies comes from one seed: message latencies now, faults in a later issue. Events
-wait in a heap ordered by (time, sequence number), so a run is a pure function of the seed and the
-script, and the trace digest (a hash of every event delivered) proves it: same seed, same digest.
+Everything that varies comes from one seed: message latencies and the network's faults (network.py).
+Events wait in a heap ordered by (time, sequence number), so a run is a pure function of the seed and
+the script, and the trace digest (a hash of every event delivered, and of every fault verb the script
+or a scheduled action used) proves it: same seed and script, same digest. A run without faults has the
+digest it had before faults existed.
 
 A crash drops the node object and every message in flight to it, and undoes what its storage engine
 had not made durable (`MemoryEngine.crash`); a restart builds a new `Node` on the same engine.
+
+A pause models SIGSTOP: the paused node handles nothing. Every event for it (messages, client requests,
+ticks) waits, in arrival order, and is delivered at the moment of `resume`, in that order; its ticks do
+not pile up (one waits), so its deadlines fire late, as a stopped process's timers do. What it sent
+before the pause is already on the wire and arrives. Faults only affect peer messages (`Send`); client
+replies and the driver's `PeerConnected`/`PeerDisconnected` notices are local and never lost.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from dynakv.core.claim import claim
@@ -28,9 +36,18 @@ from dynakv.protocol.events import (
     PeerDisconnected,
     Tick,
 )
-from dynakv.protocol.messages import NodeReply, NodeRequest
+from dynakv.protocol.messages import NodeReply, NodeRequest, PeerMessage
 from dynakv.protocol.node import Node
+from dynakv.sim.network import CLEAN, Held, LinkPolicy, Network
 from dynakv.storage.memory import MemoryEngine
+
+
+@dataclass(frozen=True, slots=True)
+class _Action:
+    """A driver-level step scheduled in virtual time (a fault of a nemesis, say); `label` is traced."""
+
+    label: str
+    run: Callable[[], None]
 
 
 @dataclass(order=True, slots=True)
@@ -38,12 +55,15 @@ class _Scheduled:
     at_ms: int
     seq: int
     node: str = field(compare=False)
-    event: Event = field(compare=False)
+    event: Event | _Action = field(compare=False)
     incarnation: int = field(compare=False)
 
 
 class Simulation:
-    """A cluster of nodes on a virtual network. Drive it with `submit`, `run_until` and `crash`."""
+    """A cluster of nodes on a virtual network. Drive it with `submit`, `run_until` and `crash`.
+
+    `faults` is the baseline policy of every link (default: none); `network` holds the fault state.
+    """
 
     def __init__(
         self,
@@ -51,6 +71,7 @@ class Simulation:
         seed: int,
         settings: Settings | None = None,
         latency_ms: tuple[int, int] = (1, 5),
+        faults: LinkPolicy | None = None,
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
@@ -66,6 +87,8 @@ class Simulation:
         self._seq = 0
         self._next_ref = 0
         self._digest = hashlib.sha256()
+        self.network = Network(self.storage, faults or CLEAN)
+        self._paused: dict[str, list[Event]] = {}
         for name in self.storage:
             self._start(name)
         for name in self.storage:
@@ -86,8 +109,12 @@ class Simulation:
         return self.replies.pop(ref)
 
     def crash(self, name: str) -> None:
+        """Kill `name` (a paused one too): what was in flight to it or waiting for it is lost."""
+        held = self._paused.pop(name, None)
         self.nodes[name] = None
         self.incarnations[name] += 1  # messages in flight to the old incarnation are dropped
+        if held is not None and any(isinstance(event, Tick) for event in held):
+            self._schedule_tick(name)  # the tick chain it held goes on, as for any crashed node
         self.storage[name].crash()
         self._tell_peers(name, PeerDisconnected(name))
 
@@ -114,7 +141,77 @@ class Simulation:
     def digest(self) -> str:
         return self._digest.hexdigest()
 
+    # -- faults (network.py has the details of each) ---------------------------------------------------
+
+    def set_link(self, src: str, dst: str, policy: LinkPolicy, *, both_ways: bool = False) -> None:
+        """Give the link src->dst (and dst->src with `both_ways`) its own loss/duplication/delay."""
+        self._note(f"set_link {src}->{dst} {policy} both_ways={both_ways}")
+        self.network.set_link(src, dst, policy)
+        if both_ways:
+            self.network.set_link(dst, src, policy)
+
+    def partition(self, group_a: Iterable[str], group_b: Iterable[str] | None = None) -> None:
+        """Symmetric partition: no message crosses between the groups (`group_b` defaults to the rest)."""
+        a = sorted(set(group_a))
+        b = sorted(set(group_b) if group_b is not None else set(self.storage) - set(a))
+        self._note(f"partition {a} {b}")
+        self.network.partition(a, b)
+
+    def cut(self, src: str, dst: str) -> None:
+        """One-way cut: what `src` sends to `dst` is dropped; `dst` still reaches `src`."""
+        self._note(f"cut {src}->{dst}")
+        self.network.cut(src, dst)
+
+    def clog(self, src: str, dst: str) -> None:
+        """Hold what `src` sends to `dst` until `unclog` or `heal` sends it on, in order."""
+        self._note(f"clog {src}->{dst}")
+        self.network.clog(src, dst)
+
+    def unclog(self, src: str, dst: str) -> None:
+        self._note(f"unclog {src}->{dst}")
+        self._resend(self.network.unclog(src, dst))
+
+    def heal(self) -> None:
+        """Remove every partition, cut, clog (sending on what it held) and per-link policy. The baseline
+        `faults` policy stays; pauses and crashes are undone by `resume` and `restart`."""
+        self._note("heal")
+        self._resend(self.network.heal())
+
+    def pause(self, name: str) -> None:
+        """Stop `name` as SIGSTOP does: it handles nothing until `resume` (see the module docstring)."""
+        assert self.nodes[name] is not None, f"{name} is not running"
+        assert name not in self._paused, f"{name} is already paused"
+        self._note(f"pause {name}")
+        self._paused[name] = []
+
+    def resume(self, name: str) -> None:
+        """Continue `name`: what waited for it is delivered now, in the order it arrived."""
+        held = self._paused.pop(name)
+        self._note(f"resume {name}")
+        for event in held:
+            self._push(self.now_ms, name, event)
+
+    @property
+    def paused(self) -> list[str]:
+        return sorted(self._paused)
+
+    def at(self, at_ms: int, label: str, action: Callable[[], None]) -> None:
+        """Run `action` (a fault verb, say) when virtual time reaches `at_ms`; `label` goes in the trace."""
+        assert at_ms >= self.now_ms, f"{label}: {at_ms} is in the past ({self.now_ms})"
+        self._seq += 1
+        heapq.heappush(self._heap, _Scheduled(at_ms, self._seq, "", _Action(label, action), 0))
+
+    def active_faults(self) -> list[str]:
+        """Every fault in force: network faults, paused and crashed nodes. Empty means all healed."""
+        faults = self.network.active()
+        faults += [f"paused {name}" for name in sorted(self._paused)]
+        faults += [f"crashed {name}" for name, node in sorted(self.nodes.items()) if node is None]
+        return faults
+
     # -- machinery -------------------------------------------------------------------------------------
+
+    def _note(self, label: str) -> None:
+        self._digest.update(f"{self.now_ms} ! {label}\n".encode())
 
     def _start(self, name: str) -> None:
         actor = f"{name}#{self.incarnations[name]}"
@@ -135,18 +232,39 @@ class Simulation:
     def _step(self) -> None:
         item = heapq.heappop(self._heap)
         self.now_ms = max(self.now_ms, item.at_ms)
-        if isinstance(item.event, Tick):
+        event = item.event
+        if isinstance(event, _Action):
+            self._note(event.label)
+            event.run()
+            return
+        held = self._paused.get(item.node)
+        if held is not None and item.incarnation == self.incarnations[item.node]:
+            held.append(event)  # a paused node's tick chain waits here too, so ticks do not pile up
+            return
+        if isinstance(event, Tick):
             self._schedule_tick(item.node)
         node = self.nodes[item.node]
         if node is None or item.incarnation != self.incarnations[item.node]:
             return  # the node crashed: what was in flight to it is lost
-        self._digest.update(f"{self.now_ms} {item.node} {item.event!r}\n".encode())
-        self._execute(item.node, node.handle(item.event, self.now_ms))
+        if isinstance(event, MessageReceived) and self.network.is_cut(event.src, item.node):
+            self.network.stats["dropped_cut_in_flight"] += 1
+            return
+        if isinstance(event, MessageReceived):
+            self.network.stats[f"delivered.{type(event.msg).__name__}"] += 1
+        self._digest.update(f"{self.now_ms} {item.node} {event!r}\n".encode())
+        self._execute(item.node, node.handle(event, self.now_ms))
 
     def _execute(self, src: str, effects: list[Effect]) -> None:
         for effect in effects:
             if isinstance(effect, Send):
-                delay = self.rng.randint(*self.latency_ms)
-                self._push(self.now_ms + delay, effect.dst, MessageReceived(src, effect.msg))
+                self._send(src, effect.dst, effect.msg)
             elif isinstance(effect, Reply):
                 self.replies[effect.ref] = effect.reply
+
+    def _send(self, src: str, dst: str, msg: PeerMessage) -> None:
+        for delay in self.network.route(src, dst, msg, self.latency_ms, self.rng):
+            self._push(self.now_ms + delay, dst, MessageReceived(src, msg))
+
+    def _resend(self, held: list[Held]) -> None:
+        for message in held:
+            self._send(message.src, message.dst, message.msg)
