@@ -33,6 +33,7 @@ class Sibling:
     links: tuple[tuple[str, str, str], ...] = ()  # (bucket, key, tag)
     indexes: tuple[tuple[str, str], ...] = ()  # (index name, value)
     last_modified_ms: int = 0
+    deleted: bool = False  # a tombstone: a delete concurrent with the other siblings
 
     @classmethod
     def from_content(cls, content: Content) -> Sibling:
@@ -45,6 +46,7 @@ class Sibling:
             links=content.links,
             indexes=content.indexes,
             last_modified_ms=content.last_modified_ms,
+            deleted=content.deleted,
         )
 
     def text(self, errors: str = "strict") -> str:
@@ -54,15 +56,18 @@ class Sibling:
 
 @dataclass(frozen=True, slots=True)
 class GetResult:
-    """The visible siblings of a key and the context to write back with.
+    """The live siblings of a key and the context to write back with.
 
     `found` is False when no replica holds a live value (never written, or deleted); `context` is still
     meaningful then: a put with it supersedes the tombstone rather than becoming its sibling.
+    `tombstones` are deletes concurrent with the live siblings (a delete raced a write): writing back
+    with `context` resolves them along with the siblings.
     """
 
     siblings: list[Sibling]
     context: bytes
     found: bool
+    tombstones: list[Sibling] = field(default_factory=list)
 
     @property
     def sibling(self) -> Sibling | None:
@@ -82,10 +87,12 @@ class GetResult:
 
 @dataclass(frozen=True, slots=True)
 class PutResult:
-    """The context of the object after the put; its siblings too when the put asked for the body."""
+    """The context of the object after the put; its live siblings (and concurrent tombstones) too
+    when the put asked for the body."""
 
     context: bytes
     siblings: list[Sibling]
+    tombstones: list[Sibling] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -228,11 +228,19 @@ def error_from_failure(failure: Failure) -> ServerError:
 
 def result_from_reply(reply: GetReply | PutReply | DeleteReply) -> GetResult | PutResult | None:
     if isinstance(reply, GetReply):
-        siblings = [Sibling.from_content(c) for c in reply.siblings]
-        return GetResult(siblings=siblings, context=reply.context, found=reply.found)
+        live, dead = _split(reply.siblings)
+        return GetResult(siblings=live, context=reply.context, found=reply.found, tombstones=dead)
     if isinstance(reply, PutReply):
-        return PutResult(context=reply.context, siblings=[Sibling.from_content(c) for c in reply.siblings])
+        live, dead = _split(reply.siblings)
+        return PutResult(context=reply.context, siblings=live, tombstones=dead)
     return None
+
+
+def _split(contents: tuple[Content, ...]) -> tuple[list[Sibling], list[Sibling]]:
+    """Live siblings and tombstones, each in the server's (dot) order."""
+    live = [Sibling.from_content(c) for c in contents if not c.deleted]
+    dead = [Sibling.from_content(c) for c in contents if c.deleted]
+    return live, dead
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 A bad value raises `ConfigError` naming the field and the bound it broke, so an operator reading the
 message knows what to change. Quorum settings may be given as Riak does, as an integer or as one of
-"one", "quorum", "all"; `resolve_quorum` turns them into an integer for a given n_val.
+"one", "quorum", "all"; `resolve_quorum` turns them into an integer for a given n_val. A bucket's quorum
+may also be "default", Riak's name for the cluster default's value (`BucketProps.over`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ PARTITIONS_MIN: Final = 8
 PARTITIONS_MAX: Final = 65536
 N_VAL_MAX: Final = 16
 SYMBOLIC_QUORUMS: Final = ("one", "quorum", "all")
+DEFAULT_QUORUM: Final = "default"
 
 Quorum = int | str
 C = TypeVar("C")
@@ -39,6 +41,12 @@ def resolve_quorum(name: str, value: Quorum, n_val: int, *, minimum: int = 1) ->
         raise ConfigError(name, f"{value} is below the minimum {minimum}")
     if value > n_val:
         raise ConfigError(name, f"{value} is above n_val {n_val} ({name} must be at most n_val)")
+    return value
+
+
+def _check_bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(name, f"expected true or false, got {value!r}")
     return value
 
 
@@ -78,6 +86,12 @@ class ClusterConfig:
     rw: Quorum = "quorum"
     pr: Quorum = 0
     pw: Quorum = 0
+    # True on purpose (docs/adr/0006): concurrent writes stay visible as siblings, never silently
+    # hidden; set false for Riak's legacy default.
+    allow_mult: bool = True
+    last_write_wins: bool = False
+    basic_quorum: bool = False
+    notfound_ok: bool = True
 
     def __post_init__(self) -> None:
         if not self.cluster_name or len(self.cluster_name.encode()) > 64:
@@ -88,7 +102,11 @@ class ClusterConfig:
         n = _check_int("n_val", self.n_val, 1, N_VAL_MAX)
         if n > q:
             raise ConfigError("n_val", f"{n} is above partitions {q}")
+        for name in _QUORUM_MINIMUM:
+            if getattr(self, name) == DEFAULT_QUORUM:
+                raise ConfigError(name, "'default' names the cluster default, which must be a quorum itself")
         _check_quorums(self, n)
+        _check_flags(self)
 
     def quorum(self, name: str) -> int:
         """The integer value of the quorum setting `name` ("r", "w", "dw", "rw", "pr", "pw")."""
@@ -96,7 +114,19 @@ class ClusterConfig:
 
     def bucket_defaults(self) -> BucketProps:
         """The properties of every bucket that has none of its own."""
-        return BucketProps(self.n_val, self.r, self.w, self.dw, self.rw, self.pr, self.pw)
+        return BucketProps(
+            n_val=self.n_val,
+            r=self.r,
+            w=self.w,
+            dw=self.dw,
+            rw=self.rw,
+            pr=self.pr,
+            pw=self.pw,
+            allow_mult=self.allow_mult,
+            last_write_wins=self.last_write_wins,
+            basic_quorum=self.basic_quorum,
+            notfound_ok=self.notfound_ok,
+        )
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Self:
@@ -105,9 +135,14 @@ class ClusterConfig:
 
 @dataclass(frozen=True, slots=True)
 class BucketProps:
-    """The replication settings of one bucket (Riak's bucket properties): n_val and the default
-    quorums of its requests, which a request may override. Buckets without their own take the
-    cluster's (`ClusterConfig.bucket_defaults`)."""
+    """The replication settings of one bucket (Riak's bucket properties): n_val, the default quorums
+    and flags of its requests (a request may override the quorums, basic_quorum and notfound_ok), and
+    how siblings are resolved. Buckets without their own take the cluster's
+    (`ClusterConfig.bucket_defaults`).
+
+    A quorum may be "default", meaning the cluster default's value: such props are checked and resolved
+    only once laid over the cluster's defaults with `over`.
+    """
 
     n_val: int = 3
     r: Quorum = "quorum"
@@ -116,15 +151,34 @@ class BucketProps:
     rw: Quorum = "quorum"
     pr: Quorum = 0
     pw: Quorum = 0
+    allow_mult: bool = True
+    last_write_wins: bool = False
+    basic_quorum: bool = False
+    notfound_ok: bool = True
 
     def __post_init__(self) -> None:
         n = _check_int("n_val", self.n_val, 1, N_VAL_MAX)
-        _check_quorums(self, n)
+        _check_quorums(self, n, skip_default=True)
+        _check_flags(self)
 
     def quorum(self, name: str) -> int:
         """The integer value of the quorum setting `name` ("r", "w", "dw", "rw", "pr", "pw")."""
         value: Quorum = getattr(self, name)
+        if value == DEFAULT_QUORUM:
+            raise ConfigError(name, "'default' must be resolved against the cluster defaults first")
         return resolve_quorum(name, value, self.n_val, minimum=_QUORUM_MINIMUM[name])
+
+    def over(self, defaults: BucketProps) -> BucketProps:
+        """These props with every "default" quorum replaced by the value `defaults` has for it,
+        checked against this n_val (ConfigError naming the quorum when out of range)."""
+        changes = {
+            name: getattr(defaults, name) for name in _QUORUM_MINIMUM if getattr(self, name) == DEFAULT_QUORUM
+        }
+        if not changes:
+            return self
+        resolved = dataclasses.replace(self, **changes)
+        _check_quorums(resolved, resolved.n_val)
+        return resolved
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Self:
@@ -134,9 +188,20 @@ class BucketProps:
 _QUORUM_MINIMUM: Final = {"r": 1, "w": 1, "rw": 1, "dw": 0, "pr": 0, "pw": 0}
 
 
-def _check_quorums(settings: object, n_val: int) -> None:
+_FLAGS: Final = ("allow_mult", "last_write_wins", "basic_quorum", "notfound_ok")
+
+
+def _check_quorums(settings: object, n_val: int, *, skip_default: bool = False) -> None:
     for name, minimum in _QUORUM_MINIMUM.items():
-        resolve_quorum(name, getattr(settings, name), n_val, minimum=minimum)
+        value = getattr(settings, name)
+        if skip_default and value == DEFAULT_QUORUM:
+            continue
+        resolve_quorum(name, value, n_val, minimum=minimum)
+
+
+def _check_flags(settings: object) -> None:
+    for name in _FLAGS:
+        _check_bool(name, getattr(settings, name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +247,14 @@ class Limits:
     hints_per_target_max: int = 1_000_000
     hint_bytes_per_target_max: int = 1024 * _MIB
     transfer_batch_bytes_max: int = 1 * _MIB
+    # Outbound transfers (hinted, ownership, repair) at once, and the bytes they may send per tick
+    # together (a throttle: one batch may overshoot it, the debt is paid on the next ticks).
+    transfers_concurrent_max: int = 4
+    transfer_bytes_per_tick_max: int = 4 * _MIB
+    # Buckets with props of their own (reset ones included: their tombstones must keep propagating).
+    buckets_with_props_max: int = 100_000
+    # Names one key or bucket listing may return; past it the listing is refused, never truncated.
+    listing_names_max: int = 1_000_000
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -3,13 +3,17 @@
 Pure bookkeeping, no storage and no messages: `node.py` feeds in the answers and acts on the outcome.
 A put succeeds when w replicas acknowledged, dw of them durably and pw of them primaries; it fails as
 soon as one of these can no longer be reached with the replicas still outstanding, or at the deadline.
-A get succeeds after r replies (a not-found counts, as Riak's notfound_ok) with pr of them primaries.
+A get succeeds after r replies with pr of them primaries. With notfound_ok (Riak's default) a replica's
+not-found counts toward r; without it, it does not, and counts with the failures toward Riak's fail
+threshold instead: n_val - r + 1 answers that cannot count, or with basic_quorum as soon as a majority
+cannot. A get that reaches the threshold answers not found if some replica said so, else fails.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from dynakv.core.objects import StoredObject, decode_object
 from dynakv.protocol.messages import Failure, FailureKind
@@ -112,6 +116,15 @@ class PutCoordination:
         return self.durable_acked if need.name == "dw" else self.acked
 
 
+@dataclass(frozen=True, slots=True)
+class NotFound:
+    """A get's outcome when too many replicas said not found (or failed) for r to be met, and at least
+    one said not found: the answer is not found (Riak's notfound_ok false)."""
+
+
+NOT_FOUND: Final = NotFound()
+
+
 @dataclass(slots=True)
 class GetCoordination:
     """The replies of one get; after the reply it lingers for read repair until all answered."""
@@ -119,6 +132,8 @@ class GetCoordination:
     targets: tuple[Target, ...]
     needs: tuple[Need, ...]
     deadline_ms: int
+    notfound_ok: bool = True
+    basic_quorum: bool = False
     replies: dict[str, StoredObject | None] = field(default_factory=dict)
     failed: set[str] = field(default_factory=set)
     replied: bool = False
@@ -139,9 +154,32 @@ class GetCoordination:
         if node not in self.replies and _is_target(self.targets, node):
             self.failed.add(node)
 
-    def outcome(self, now_ms: int) -> bool | Failure | None:
-        done = set(self.replies)
-        return decide(self.needs, lambda _: done, self.failed, self.deadline_ms, now_ms)
+    def outcome(self, now_ms: int) -> bool | NotFound | Failure | None:
+        counted = set(self.replies) if self.notfound_ok else self._found()
+        misses = self.failed if self.notfound_ok else self.failed | self._not_found()
+        verdict = decide(self.needs, lambda _: counted, misses, self.deadline_ms, now_ms)
+        if verdict is True or len(misses) < self.fail_threshold():
+            return verdict
+        if not self.notfound_ok and self._not_found():
+            return NOT_FOUND
+        if verdict is None:  # basic_quorum gave up before r became impossible
+            r_need = next(need for need in self.needs if need.name == "r")
+            return _unavailable(r_need, counted & r_need.eligible, misses, timeout=False)
+        return verdict
+
+    def fail_threshold(self) -> int:
+        """How many answers that cannot count toward r (failures, and not-founds without notfound_ok)
+        end the get: Riak's n_val - r + 1, or with basic_quorum at most a majority of n_val."""
+        n = len(self.targets)
+        r = next((need.count for need in self.needs if need.name == "r"), 1)
+        threshold = n - r + 1
+        return min(n // 2 + 1, threshold) if self.basic_quorum else threshold
+
+    def _found(self) -> set[str]:
+        return {node for node, obj in self.replies.items() if obj is not None}
+
+    def _not_found(self) -> set[str]:
+        return {node for node, obj in self.replies.items() if obj is None}
 
     def all_answered(self) -> bool:
         return len(self.replies) + len(self.failed) >= len(self.targets)

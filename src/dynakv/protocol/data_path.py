@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 
 from dynakv.core.config import BucketProps, ClusterConfig, Limits, Timing
 from dynakv.core.dvv import decode_context, encode_context, reconcile
-from dynakv.core.errors import DecodeError, LimitExceeded
-from dynakv.core.objects import Content, StoredObject, encode_object, visible_siblings
+from dynakv.core.errors import DecodeError
+from dynakv.core.objects import Content, StoredObject, encode_object, last_write_wins, visible_siblings
 from dynakv.core.preflist import primaries
 from dynakv.core.ring import Ring
 from dynakv.protocol import replica
-from dynakv.protocol.coordinator import GetCoordination, Need, PutCoordination, Target
+from dynakv.protocol.bucket_props import PropsTable
+from dynakv.protocol.coordinator import NOT_FOUND, GetCoordination, Need, PutCoordination, Target
 from dynakv.protocol.effects import Effect, Reply, Send
 from dynakv.protocol.messages import (
     ClientReply,
@@ -46,6 +47,7 @@ from dynakv.protocol.messages import (
     ReplicaPutAck,
 )
 from dynakv.protocol.ports import StorageEngine, StorageError
+from dynakv.protocol.put_checks import Refused, encode_checked, put_needs
 from dynakv.protocol.requests import bad_request, check_sizes, resolve_quorums
 
 
@@ -74,11 +76,13 @@ Origin = ClientOrigin | ForwardOrigin
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    """Where a request goes: the key's partition, the replicas to ask, the quorums as integers."""
+    """Where a request goes: the key's partition, the replicas to ask, the quorums as integers, and
+    the bucket's props."""
 
     partition: int
     targets: tuple[Target, ...]
     quorums: dict[str, int]
+    props: BucketProps
 
 
 @dataclass(slots=True)
@@ -88,6 +92,7 @@ class _Put:
     obj: StoredObject
     reply_body: bool
     is_delete: bool
+    props: BucketProps
 
 
 @dataclass(slots=True)
@@ -97,6 +102,7 @@ class _Get:
     partition: int
     bucket: bytes
     key: bytes
+    props: BucketProps
     repair_deadline_ms: int = 0
 
 
@@ -115,9 +121,22 @@ def _reply(origin: Origin, reply: ClientReply, out: list[Effect]) -> None:
         out.append(Send(origin.node, ForwardReply(origin.req_id, reply)))
 
 
-def _values(obj: StoredObject) -> tuple[Content, ...]:
-    """What a client sees of an object: the contents of its siblings, never tombstones."""
-    return tuple(content for _, content in visible_siblings(obj))
+def _values(obj: StoredObject, props: BucketProps) -> tuple[Content, ...]:
+    """What a client sees of an object: nothing while every sibling is a tombstone (not found), else
+    every sibling in dot order, tombstones included (marked `deleted`), as Riak shows them: a delete
+    concurrent with a write is a conflict the reader resolves, not something to hide. Without
+    allow_mult (or with last_write_wins) only the newest sibling, so a newest delete reads as not
+    found; the siblings stay stored, and the context covers them all."""
+    if not props.allow_mult or props.last_write_wins:
+        obj = last_write_wins(obj)
+    if not visible_siblings(obj):
+        return ()
+    return tuple(content for _, content in obj.siblings)
+
+
+def _resolved(obj: StoredObject, props: BucketProps) -> StoredObject:
+    """The object as stored for the bucket: with last_write_wins, its newest sibling only."""
+    return last_write_wins(obj) if props.last_write_wins else obj
 
 
 def _storage_failure(err: Exception) -> Failure:
@@ -134,6 +153,7 @@ class DataPath:
         *,
         settings: Settings,
         counters: Counter[str],
+        props: PropsTable | None = None,
     ) -> None:
         self.name = name
         self.actor = actor
@@ -142,6 +162,10 @@ class DataPath:
         self.cluster = settings.cluster
         self.buckets = settings.buckets
         self.bucket_defaults = settings.cluster.bucket_defaults()
+        # The node hands in the table its PropsService keeps in sync; alone, static props only.
+        self.props = props if props is not None else PropsTable(
+            self.bucket_defaults, self.buckets, settings.limits.buckets_with_props_max
+        )
         self.timing = settings.timing
         self.limits = settings.limits
         self.counters = counters
@@ -157,8 +181,8 @@ class DataPath:
         return len(self._puts) + len(self._gets) + len(self._forwards)
 
     def props_for(self, bucket: bytes) -> BucketProps:
-        """The bucket's effective properties: its own where it has some, else the cluster's defaults."""
-        return self.buckets.get(bucket, self.bucket_defaults)
+        """The bucket's effective properties: set ones over static ones over the cluster's defaults."""
+        return self.props.effective(bucket)
 
     def _new_id(self) -> int:
         self._next_id += 1
@@ -187,7 +211,7 @@ class DataPath:
             _reply(origin, quorums, out)
             return
         partition = self.ring.partition_for_key(request.bucket, request.key)
-        plan = _Plan(partition, self._targets(partition, props.n_val), quorums)
+        plan = _Plan(partition, self._targets(partition, props.n_val), quorums, props)
         if isinstance(request, GetRequest):
             self._start_get(origin, request, plan, now_ms, out)
         elif any(t.node == self.name for t in plan.targets):
@@ -229,17 +253,17 @@ class DataPath:
                 # A delete without a context removes what the coordinator holds (Riak reads before
                 # such a delete); a value it has not seen yet survives as a sibling, never lost.
                 context = local.context()
-            obj = local.update(context, self.actor, content, now_ms)
-            data = self._encode_checked(obj)
+            obj = _resolved(local.update(context, self.actor, content, now_ms), plan.props)
+            data = encode_checked(obj, self.limits)
             self.storage.put(partition, request.bucket, request.key, data, durable=durable)
         except (StorageError, DecodeError) as err:
             _reply(origin, _storage_failure(err), out)
             return
-        except _Refused as refused:
+        except Refused as refused:
             _reply(origin, refused.failure, out)
             return
         coordination = PutCoordination(
-            targets, self._put_needs(targets, quorums), self._deadline(request, now_ms)
+            targets, put_needs(targets, quorums), self._deadline(request, now_ms)
         )
         coordination.ack(self.name, True, durable)
         req_id = self._new_id()
@@ -249,6 +273,7 @@ class DataPath:
             obj,
             isinstance(request, PutRequest) and request.return_body,
             isinstance(request, DeleteRequest),
+            plan.props,
         )
         self._puts[req_id] = put
         msg = ReplicaPut(req_id, partition, request.bucket, request.key, data, durable)
@@ -261,40 +286,6 @@ class DataPath:
                 out.append(Send(target.node, msg))
         self._settle_put(req_id, put, now_ms, out)
 
-    def _encode_checked(self, obj: StoredObject) -> bytes:
-        if len(obj.siblings) > self.limits.siblings_max:
-            raise _Refused(
-                bad_request(
-                    "siblings",
-                    f"the put would leave {len(obj.siblings)} siblings, over the limit of "
-                    f"{self.limits.siblings_max}; read, resolve and write back with the context",
-                )
-            )
-        try:
-            data = encode_object(obj)
-        except LimitExceeded as err:
-            raise _Refused(bad_request(err.limit, str(err))) from None
-        if len(data) > self.limits.object_bytes_max:
-            raise _Refused(
-                bad_request(
-                    "object",
-                    f"the object would be {len(data)} bytes, "
-                    f"over the limit of {self.limits.object_bytes_max}",
-                )
-            )
-        return data
-
-    @staticmethod
-    def _put_needs(targets: tuple[Target, ...], quorums: dict[str, int]) -> tuple[Need, ...]:
-        every = frozenset(t.node for t in targets)
-        prims = frozenset(t.node for t in targets if t.primary)
-        needs = [
-            Need("w", quorums["w"], every),
-            Need("dw", quorums["dw"], every),
-            Need("pw", quorums["pw"], prims),
-        ]
-        return tuple(n for n in needs if n.count > 0)
-
     def _settle_put(self, req_id: int, put: _Put, now_ms: int, out: list[Effect]) -> None:
         outcome = put.coordination.outcome(now_ms)
         if outcome is None:
@@ -306,7 +297,7 @@ class DataPath:
         elif put.is_delete:
             _reply(put.origin, DeleteReply(), out)
         else:
-            body = _values(put.obj) if put.reply_body else ()
+            body = _values(put.obj, put.props) if put.reply_body else ()
             _reply(put.origin, PutReply(encode_context(put.obj.context()), body), out)
 
     # -- gets ----------------------------------------------------------------------------------------
@@ -320,9 +311,16 @@ class DataPath:
         needs = tuple(
             n for n in (Need("r", quorums["r"], every), Need("pr", quorums["pr"], prims)) if n.count > 0
         )
-        coordination = GetCoordination(targets, needs, self._deadline(request, now_ms))
+        props = plan.props
+        coordination = GetCoordination(
+            targets,
+            needs,
+            self._deadline(request, now_ms),
+            notfound_ok=props.notfound_ok if request.notfound_ok is None else request.notfound_ok,
+            basic_quorum=props.basic_quorum if request.basic_quorum is None else request.basic_quorum,
+        )
         req_id = self._new_id()
-        get = _Get(origin, coordination, partition, request.bucket, request.key)
+        get = _Get(origin, coordination, partition, request.bucket, request.key, props)
         self._gets[req_id] = get
         msg = ReplicaGet(req_id, partition, request.bucket, request.key)
         for target in targets:
@@ -350,7 +348,7 @@ class DataPath:
                 _reply(get.origin, outcome, out)
             else:
                 merged = reconcile(coordination.objects())
-                visible = _values(merged)
+                visible = () if outcome is NOT_FOUND else _values(merged, get.props)
                 _reply(get.origin, GetReply(bool(visible), visible, encode_context(merged.context())), out)
         if coordination.all_answered() or now_ms >= get.repair_deadline_ms:
             del self._gets[req_id]
@@ -361,7 +359,7 @@ class DataPath:
         objects = get.coordination.objects()
         if not objects:
             return
-        merged = reconcile(objects)
+        merged = _resolved(reconcile(objects), get.props)
         data: bytes | None = None
         for node, obj in sorted(get.coordination.replies.items()):
             if obj == merged:
@@ -374,8 +372,9 @@ class DataPath:
                 out.append(Send(node, ReadRepair(get.partition, get.bucket, get.key, data)))
 
     def _merge_quietly(self, partition: int, bucket: bytes, key: bytes, data: bytes) -> bool:
+        lww = self.props_for(bucket).last_write_wins
         try:
-            replica.merge_local(self.storage, partition, bucket, key, data, durable=False)
+            replica.merge_local(self.storage, partition, bucket, key, data, durable=False, lww=lww)
         except (StorageError, DecodeError):
             self.counters["replica_errors"] += 1
             return False
@@ -401,7 +400,8 @@ class DataPath:
                     out.append(Send(src, ReplicaGetReply(req_id, None, ok=False)))
             case ReplicaPut(req_id, partition, bucket, key, obj, durable):
                 try:
-                    replica.merge_local(self.storage, partition, bucket, key, obj, durable=durable)
+                    lww = self.props_for(bucket).last_write_wins
+                    replica.merge_local(self.storage, partition, bucket, key, obj, durable=durable, lww=lww)
                     out.append(Send(src, ReplicaPutAck(req_id, True, durable)))
                 except (StorageError, DecodeError):
                     self.counters["replica_errors"] += 1
@@ -456,10 +456,3 @@ class DataPath:
             get.coordination.fail(node)
             self._settle_get(req_id, get, now_ms, out)
 
-
-class _Refused(Exception):
-    """A put refused before anything was stored (a limit); carries the client's failure."""
-
-    def __init__(self, failure: Failure) -> None:
-        super().__init__(failure.message)
-        self.failure = failure

@@ -68,7 +68,9 @@ ClientRequest = GetRequest | PutRequest | DeleteRequest
 # the same node seam as the object requests; the native wire protocol does not carry them yet.
 
 # A bucket property value as Riak's JSON gives it: quorums stay as set (1 stays 1, "all" stays "all").
-PropValue = int | str | bool
+# The HTTP API passes precommit/postcommit (lists) and chash_keyfun/linkfun (objects) on as the JSON gave
+# them, for the node to check that they equal the only values it serves.
+PropValue = int | str | bool | list[object] | dict[str, object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,10 +131,12 @@ NodeRequest = ClientRequest | ServiceRequest
 
 @dataclass(frozen=True, slots=True)
 class GetReply:
-    """The visible siblings (never tombstones) and the context to write back with.
+    """The siblings and the context to write back with.
 
     `found` is False when no replica holds a value (never written, or every sibling is a tombstone);
-    the context is still given then, so a write after a delete supersedes the tombstone.
+    `siblings` is then empty, and the context is still given, so a write after a delete supersedes the
+    tombstone. When found, tombstones concurrent with live values are among the siblings, marked
+    `deleted` (Riak shows them as siblings with X-Riak-Deleted).
     """
 
     found: bool
@@ -280,6 +284,195 @@ class ForwardReply:
     reply: ClientReply
 
 
+@dataclass(frozen=True, slots=True)
+class KeyListRequest:
+    """Ask a node for the names it holds live values under: the keys of `bucket`, or with `bucket`
+    None the names of the buckets (protocol/listing.py)."""
+
+    req_id: int
+    bucket: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyListReply:
+    """One batch of a node's answer to a KeyListRequest. `seq` numbers the batches from 0 and the
+    last one has `done`, so a coordinator knows the answer is whole even if batches arrive out of
+    order; `ok` False means the node could not scan (its names then do not count as coverage)."""
+
+    req_id: int
+    names: tuple[bytes, ...]
+    done: bool
+    ok: bool
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BucketPropsEntry:
+    """A bucket's own props as some node last set them: `props` the (name, value) pairs set, sorted by
+    name, or None after a reset (a tombstone, so the reset propagates too). The newest `stamp` wins."""
+
+    bucket: bytes
+    props: tuple[tuple[str, PropValue], ...] | None
+    stamp_ms: int
+    node: str
+
+    @property
+    def stamp(self) -> tuple[int, str]:
+        """The order of entries: node names break ties, so two entries from honest nodes never tie
+        (`bucket_props.supersedes` orders even those that do)."""
+        return self.stamp_ms, self.node
+
+
+@dataclass(frozen=True, slots=True)
+class BucketPropsPush:
+    """Bucket props entries for the receiver to merge; with `reply_wanted` it answers with the entries
+    it holds that this push lacked or holds newer (protocol/bucket_props.py)."""
+
+    entries: tuple[BucketPropsEntry, ...]
+    reply_wanted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BucketPropsDigest:
+    """The digest of the sender's bucket props table; a receiver whose digest differs pushes its own."""
+
+    digest: bytes
+
+
+# ---------------------------------------------------------------------------------------------------
+# Anti-entropy (protocol/anti_entropy.py): an initiator walks a partition's Merkle trees down with one
+# other replica, lists the keys of the differing segments and repairs by DVV merge in both directions.
+# `xid` numbers the initiator's requests (a fresh one each, so a duplicated or late reply matches none);
+# the responder keeps no state and echoes it.
+
+# (bucket, key): a position in a partition's scan order.
+AePosition = tuple[bytes, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class AeNodesRequest:
+    """Ask for the hashes of the nodes `indexes` at `depth` of the peer's tree of `partition` (depth 0,
+    index 0 is the root). `segments` and `branching` give the asker's tree shape: a peer whose tree has
+    another shape, or is not built yet, answers None."""
+
+    xid: int
+    partition: int
+    segments: int
+    branching: int
+    depth: int
+    indexes: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AeNodesReply:
+    """The hashes of the nodes asked, in the order asked; None if the peer cannot take part."""
+
+    xid: int
+    hashes: tuple[bytes, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class AeKeysRequest:
+    """List the entries of `partition` strictly after `after` and at or before `upto` (None: to the
+    end) whose segment, in a tree of `segments` segments, is set in `segment_mask` (bit s is bit
+    7 - s % 8 of byte s // 8)."""
+
+    xid: int
+    partition: int
+    segments: int
+    segment_mask: bytes
+    after: AePosition | None
+    upto: AePosition | None
+
+
+@dataclass(frozen=True, slots=True)
+class AeKeysReply:
+    """Matching (bucket, key, object hash) entries in scan order. Every matching entry after the
+    request's `after` and at or before `upto` (None: to the end of the request's range) is here; the
+    peer stops early, at a smaller `upto`, when its scan page or the message's byte bound is full."""
+
+    xid: int
+    entries: tuple[tuple[bytes, bytes, bytes], ...]
+    upto: AePosition | None
+
+
+@dataclass(frozen=True, slots=True)
+class AeObjects:
+    """Repair: stored objects (bucket, key, encoded object) for the receiver to merge, never overwrite.
+
+    A request (from the initiator) has a `wanted` tuple, possibly empty: the keys whose merged objects
+    it wants back. The responder answers with one or more AeObjects whose `wanted` is None, the last
+    one `done`, even when it has nothing to send: that paces the initiator."""
+
+    xid: int
+    partition: int
+    entries: tuple[tuple[bytes, bytes, bytes], ...]
+    wanted: tuple[AePosition, ...] | None = None
+    done: bool = True
+
+
+# ---------------------------------------------------------------------------------------------------
+# Transfers: the one mechanism that moves objects between nodes in batches (protocol/transfer.py).
+
+
+class TransferKind(enum.Enum):
+    """Why objects move (riak_core's handoff kinds): hints to a primary that is back, a partition to
+    its new owner, or a partition's objects to a replica that lost them."""
+
+    HINTED = "hinted"
+    OWNERSHIP = "ownership"
+    REPAIR = "repair"
+
+
+@dataclass(frozen=True, slots=True)
+class TransferEntry:
+    """One object of a transfer, in its stored encoding (`objects.encode_object`)."""
+
+    bucket: bytes
+    key: bytes
+    obj: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TransferBatch:
+    """Batch `seq` of transfer `transfer_id` (an id of the sender's, unique across its restarts): the
+    receiver merges every entry into its copy of `partition` and acknowledges after a durable write.
+    `last` marks the final batch (it may be empty)."""
+
+    transfer_id: int
+    kind: TransferKind
+    partition: int
+    seq: int
+    entries: tuple[TransferEntry, ...]
+    last: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TransferAck:
+    """`ok` is True only once every entry of batch `seq` is merged and durable on the receiver."""
+
+    transfer_id: int
+    seq: int
+    ok: bool
+
+
 PeerMessage = (
-    ReplicaGet | ReplicaGetReply | ReplicaPut | ReplicaPutAck | ReadRepair | ForwardRequest | ForwardReply
+    ReplicaGet
+    | ReplicaGetReply
+    | ReplicaPut
+    | ReplicaPutAck
+    | ReadRepair
+    | ForwardRequest
+    | ForwardReply
+    | KeyListRequest
+    | KeyListReply
+    | BucketPropsPush
+    | BucketPropsDigest
+    | TransferBatch
+    | TransferAck
+    | AeNodesRequest
+    | AeNodesReply
+    | AeKeysRequest
+    | AeKeysReply
+    | AeObjects
 )

@@ -22,15 +22,23 @@ from dynakv.protocol.events import (
     PeerDisconnected,
     Tick,
 )
+from dynakv.protocol.listing import Listings
 from dynakv.protocol.messages import (
+    BucketPropsDigest,
+    BucketPropsPush,
     DeleteRequest,
-    Failure,
-    FailureKind,
     GetRequest,
+    KeyListReply,
+    KeyListRequest,
+    ListBucketsRequest,
+    ListKeysRequest,
+    PreflistRequest,
     PutRequest,
     ServiceRequest,
 )
 from dynakv.protocol.ports import StorageEngine
+from dynakv.protocol.preflists import preflist_reply
+from dynakv.protocol.props_service import PropsService
 
 
 class Node:
@@ -46,16 +54,25 @@ class Node:
     ) -> None:
         self.name = name
         self.counters: Counter[str] = Counter()
+        settings = settings or Settings()
+        # Loads the bucket props persisted in storage, so a restarted node serves them at once.
+        self.props = PropsService(name, ring, storage, settings, self.counters)
         self.data = DataPath(
-            name, actor, ring, storage, settings=settings or Settings(), counters=self.counters
+            name, actor, ring, storage, settings=settings, counters=self.counters, props=self.props.table
         )
+        self.listings = Listings(self.data)
 
     def handle(self, event: Event, now_ms: int) -> list[Effect]:
         out: list[Effect] = []
         match event:
             case MessageReceived(src, msg):
                 assert src != self.name, "a node never sends to itself"
-                self.data.on_message(src, msg, now_ms, out)
+                if isinstance(msg, KeyListRequest | KeyListReply):
+                    self.listings.on_message(src, msg, now_ms, out)
+                elif isinstance(msg, BucketPropsPush | BucketPropsDigest):
+                    self.props.on_message(src, msg, out)
+                else:
+                    self.data.on_message(src, msg, now_ms, out)
             case ClientRequestReceived(ref, request):
                 if isinstance(request, GetRequest | PutRequest | DeleteRequest):
                     self.data.on_client_request(data_path.ClientOrigin(ref), request, now_ms, out)
@@ -63,12 +80,24 @@ class Node:
                     self._on_service_request(ref, request, now_ms, out)
             case Tick():
                 self.data.on_tick(now_ms, out)
+                self.listings.on_tick(now_ms, out)
+                self.props.on_tick(now_ms, self.data.down, out)
             case PeerConnected(node):
                 self.data.down.discard(node)
             case PeerDisconnected(node):
                 self.data.on_peer_down(node, now_ms, out)
+                self.listings.on_peer_down(node, now_ms, out)
         return out
 
     def _on_service_request(self, ref: int, request: ServiceRequest, now_ms: int, out: list[Effect]) -> None:
-        why = f"{type(request).__name__} is not served yet"
-        out.append(Reply(ref, Failure(FailureKind.BAD_REQUEST, why)))
+        if isinstance(request, ListKeysRequest | ListBucketsRequest):
+            self.listings.start(ref, request, now_ms, out)
+            return
+        if isinstance(request, PreflistRequest):
+            out.append(Reply(ref, preflist_reply(self.data, request)))
+            return
+        # What is left is a bucket props request (GetBucketProps, SetBucketProps, ResetBucketProps).
+        # The reply goes first: the pushes to peers that a change makes follow it in `out`.
+        pushes: list[Effect] = []
+        out.append(Reply(ref, self.props.on_request(request, now_ms, pushes)))
+        out.extend(pushes)

@@ -7,7 +7,7 @@ acknowledgement leaves, so an ack always means the bytes are in the engine (and 
 from __future__ import annotations
 
 from dynakv.core.dvv import SiblingSet
-from dynakv.core.objects import Content, StoredObject, decode_object, encode_object
+from dynakv.core.objects import Content, StoredObject, decode_object, encode_object, last_write_wins
 from dynakv.protocol.ports import StorageEngine
 
 EMPTY: StoredObject = SiblingSet[Content]()
@@ -28,12 +28,17 @@ def merge_local(
     incoming: bytes,
     *,
     durable: bool,
+    lww: bool = False,
 ) -> StoredObject:
-    """Merge an encoded object into the local copy (DVV sync) and store the result; return it.
+    """Merge an encoded object into the local copy (DVV sync) and store the result; return it. With
+    `lww` (the bucket's last_write_wins) only the newest sibling of the merge is kept.
 
     Raises DecodeError for an undecodable incoming or stored object, StorageError from the engine.
     """
     theirs = decode_object(incoming)
+    if lww and len(theirs.siblings) > 1:
+        theirs = last_write_wins(theirs)
+        incoming = encode_object(theirs)
     stored = storage.get(partition, bucket, key)
     if stored is None:
         # Nothing local: the incoming bytes are already the stored form, no re-encoding needed.
@@ -41,6 +46,8 @@ def merge_local(
         return theirs
     ours = decode_object(stored)
     merged = ours.sync(theirs)
+    if lww:
+        merged = last_write_wins(merged)
     if merged == ours:
         if durable:
             # The copy may have been written buffered before; a durable ack must mean it is on disk.

@@ -5,7 +5,7 @@ Every refusal is a `Failure` of kind BAD_REQUEST naming the field, so a client s
 
 from __future__ import annotations
 
-from dynakv.core.config import BucketProps, Limits, Quorum, resolve_quorum
+from dynakv.core.config import DEFAULT_QUORUM, BucketProps, Limits, Quorum, resolve_quorum
 from dynakv.core.errors import ConfigError
 from dynakv.protocol.messages import (
     ClientRequest,
@@ -21,29 +21,49 @@ def bad_request(field: str, message: str) -> Failure:
     return Failure(FailureKind.BAD_REQUEST, message, field=field)
 
 
-def check_sizes(request: ClientRequest, limits: Limits) -> Failure | None:
-    if not request.bucket:
+def check_bucket(bucket: bytes, limits: Limits) -> Failure | None:
+    if not bucket:
         return bad_request("bucket", "bucket: must not be empty")
-    if not request.key:
-        return bad_request("key", "key: must not be empty")
-    if len(request.bucket) > limits.bucket_bytes_max:
-        size, limit = len(request.bucket), limits.bucket_bytes_max
+    if len(bucket) > limits.bucket_bytes_max:
+        size, limit = len(bucket), limits.bucket_bytes_max
         return bad_request("bucket", f"bucket is {size} bytes, over the limit of {limit}")
-    if len(request.key) > limits.key_bytes_max:
-        size, limit = len(request.key), limits.key_bytes_max
+    return None
+
+
+def check_names(bucket: bytes, key: bytes, limits: Limits) -> Failure | None:
+    """Bucket and key against the limits; shared by object requests and the service requests."""
+    if not bucket:
+        return bad_request("bucket", "bucket: must not be empty")
+    if not key:
+        return bad_request("key", "key: must not be empty")
+    if (failure := check_bucket(bucket, limits)) is not None:
+        return failure
+    if len(key) > limits.key_bytes_max:
+        size, limit = len(key), limits.key_bytes_max
         return bad_request("key", f"key is {size} bytes, over the limit of {limit}")
-    if isinstance(request, PutRequest) and len(request.content.value) > limits.value_bytes_max:
-        size, limit = len(request.content.value), limits.value_bytes_max
-        return bad_request("value", f"value is {size} bytes, over the limit of {limit}")
-    timeout = request.timeout_ms
+    return None
+
+
+def check_timeout(timeout: int | None) -> Failure | None:
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1):
         return bad_request("timeout_ms", f"timeout_ms: {timeout!r} is not a positive integer")
     return None
 
 
+def check_sizes(request: ClientRequest, limits: Limits) -> Failure | None:
+    if (failure := check_names(request.bucket, request.key, limits)) is not None:
+        return failure
+    if isinstance(request, PutRequest) and len(request.content.value) > limits.value_bytes_max:
+        size, limit = len(request.content.value), limits.value_bytes_max
+        return bad_request("value", f"value is {size} bytes, over the limit of {limit}")
+    return check_timeout(request.timeout_ms)
+
+
 def _resolve(name: str, value: Quorum | None, default: Quorum, n_val: int) -> int:
     minimum = 1 if name in ("r", "w") else 0
-    return resolve_quorum(name, default if value is None else value, n_val, minimum=minimum)
+    # A request's "default" is Riak's too: the bucket's value, like leaving the quorum out.
+    chosen = default if value is None or value == DEFAULT_QUORUM else value
+    return resolve_quorum(name, chosen, n_val, minimum=minimum)
 
 
 def resolve_quorums(request: ClientRequest, props: BucketProps) -> dict[str, int] | Failure:

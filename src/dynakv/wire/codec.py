@@ -21,6 +21,13 @@ from dynakv.core.codec import want_bool, want_bytes, want_int, want_list_of, wan
 from dynakv.core.errors import DecodeError, RemoteProtocolError
 from dynakv.core.objects import Content, content_from_payload, content_to_payload
 from dynakv.protocol.messages import (
+    AeKeysReply,
+    AeKeysRequest,
+    AeNodesReply,
+    AeNodesRequest,
+    AeObjects,
+    BucketPropsDigest,
+    BucketPropsPush,
     ClientReply,
     ClientRequest,
     DeleteReply,
@@ -31,6 +38,8 @@ from dynakv.protocol.messages import (
     ForwardRequest,
     GetReply,
     GetRequest,
+    KeyListReply,
+    KeyListRequest,
     PeerMessage,
     PutReply,
     PutRequest,
@@ -39,7 +48,12 @@ from dynakv.protocol.messages import (
     ReplicaGetReply,
     ReplicaPut,
     ReplicaPutAck,
+    TransferAck,
+    TransferBatch,
 )
+from dynakv.wire.ae_codec import AE_TAGS, ae_fields, decode_ae
+from dynakv.wire.props_codec import PROPS_TAGS, decode_props, props_fields
+from dynakv.wire.transfer_codec import TRANSFER_TAGS, decode_transfer, transfer_fields
 
 PROTOCOL_VERSION: Final = 1
 _INT64_MAX: Final = (1 << 63) - 1
@@ -61,6 +75,10 @@ class Hello:
 _HELLO = 0
 _REPLICA_GET, _REPLICA_GET_REPLY, _REPLICA_PUT, _REPLICA_PUT_ACK, _READ_REPAIR = 1, 2, 3, 4, 5
 _FORWARD_REQUEST, _FORWARD_REPLY = 6, 7
+# 8 and 9: bucket props (wire/props_codec.py).
+_KEY_LIST_REQUEST, _KEY_LIST_REPLY = 10, 11
+# 12 and 13: transfers (wire/transfer_codec.py).
+# 16-19 and 23: anti-entropy (wire/ae_codec.py).
 _GET, _PUT, _DELETE = 20, 21, 22
 _GET_REPLY, _PUT_REPLY, _DELETE_REPLY, _FAILURE = 30, 31, 32, 33
 
@@ -87,7 +105,16 @@ def _contents(value: Any, field: str) -> tuple[Content, ...]:
 
 def _request_fields(request: ClientRequest) -> list[Any]:
     if isinstance(request, GetRequest):
-        return [_GET, request.bucket, request.key, request.r, request.pr, request.timeout_ms]
+        return [
+            _GET,
+            request.bucket,
+            request.key,
+            request.r,
+            request.pr,
+            request.basic_quorum,
+            request.notfound_ok,
+            request.timeout_ms,
+        ]
     if isinstance(request, PutRequest):
         return [
             _PUT,
@@ -117,13 +144,17 @@ def _decode_request(tag: int, f: list[Any]) -> ClientRequest:
     if not f:
         raise DecodeError(f"tag {tag} with no fields is not a client request")
     timeout = want_optional(f[-1], "timeout_ms", _u64)
-    if tag == _GET and len(f) == 5:
+    if tag == _GET and len(f) in (5, 7):
+        # The 5-field form predates basic_quorum and notfound_ok: both then take the bucket's.
+        flags = f[4:6] if len(f) == 7 else [None, None]
         return GetRequest(
             want_bytes(f[0], "bucket"),
             want_bytes(f[1], "key"),
             _quorum(f[2], "r"),
             _quorum(f[3], "pr"),
             timeout,
+            want_optional(flags[0], "basic_quorum", want_bool),
+            want_optional(flags[1], "notfound_ok", want_bool),
         )
     if tag == _PUT and len(f) == 9:
         return PutRequest(
@@ -229,6 +260,16 @@ def _peer_fields(msg: PeerMessage) -> list[Any]:
             return [_FORWARD_REQUEST, req_id, _request_fields(request)]
         case ForwardReply(req_id, reply):
             return [_FORWARD_REPLY, req_id, _reply_fields(reply)]
+        case BucketPropsPush() | BucketPropsDigest():
+            return props_fields(msg)
+        case KeyListRequest(req_id, bucket):
+            return [_KEY_LIST_REQUEST, req_id, bucket]
+        case KeyListReply(req_id, names, done, ok, seq):
+            return [_KEY_LIST_REPLY, req_id, list(names), done, ok, seq]
+        case AeNodesRequest() | AeNodesReply() | AeKeysRequest() | AeKeysReply() | AeObjects():
+            return ae_fields(msg)
+        case TransferBatch() | TransferAck():
+            return transfer_fields(msg)
     raise AssertionError(f"not a peer message: {msg!r}")
 
 
@@ -270,7 +311,29 @@ def _decode_peer(tag: int, f: list[Any]) -> PeerMessage:
         return ForwardRequest(_u64(f[0], "req_id"), _nested(f[1], "request", _decode_request))
     if tag == _FORWARD_REPLY and len(f) == 2:
         return ForwardReply(_u64(f[0], "req_id"), _nested(f[1], "reply", _decode_reply))
+    if tag in (_KEY_LIST_REQUEST, _KEY_LIST_REPLY):
+        return _decode_key_list(tag, f)
+    if tag in AE_TAGS:
+        return decode_ae(tag, f)
+    if tag in TRANSFER_TAGS:
+        return decode_transfer(tag, f)
+    if tag in PROPS_TAGS:
+        return decode_props(tag, f)
     raise DecodeError(f"tag {tag} with {len(f)} fields is not a peer message")
+
+
+def _decode_key_list(tag: int, f: list[Any]) -> KeyListRequest | KeyListReply:
+    if tag == _KEY_LIST_REQUEST and len(f) == 2:
+        return KeyListRequest(_u64(f[0], "req_id"), want_optional(f[1], "bucket", want_bytes))
+    if tag == _KEY_LIST_REPLY and len(f) == 5:
+        return KeyListReply(
+            _u64(f[0], "req_id"),
+            tuple(want_list_of(f[1], "names", want_bytes)),
+            want_bool(f[2], "done"),
+            want_bool(f[3], "ok"),
+            _u64(f[4], "seq"),
+        )
+    raise DecodeError(f"tag {tag} with {len(f)} fields is not a key list message")
 
 
 def encode_peer(msg: PeerMessage) -> bytes:

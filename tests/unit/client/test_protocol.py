@@ -251,6 +251,19 @@ def test_results_carry_every_field_of_the_siblings() -> None:
     )
 
 
+def test_tombstones_beside_live_siblings_are_kept_apart_from_them() -> None:
+    conn = open_connection()
+    rid, _ = conn.send(get("k"))
+    tombstone = Content.tombstone(1_700_000_000_001)
+    live = content(b"after the delete", content_type="text/plain")
+    result = only(conn.receive_data(reply(rid, GetReply(True, (tombstone, live), b"c"))), rid)
+    assert isinstance(result, GetResult)
+    assert [s.value for s in result.siblings] == [b"after the delete"]
+    assert result.value == b"after the delete"  # one live value: no sibling to resolve
+    assert [(s.deleted, s.last_modified_ms) for s in result.tombstones] == [(True, 1_700_000_000_001)]
+    assert not result.siblings[0].deleted
+
+
 def test_value_is_none_when_absent_and_refuses_to_pick_among_siblings() -> None:
     assert GetResult([], b"c", False).value is None
     one = Sibling(b"x", "text/plain")
