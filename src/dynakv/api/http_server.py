@@ -4,18 +4,18 @@ Everything Riak-specific (paths, parameters, headers, status codes, sibling form
 mapping and is tested without sockets; this module only reads the request, runs the operation the
 mapping asked for and writes the `HttpResponse` back unchanged (header order and repeats kept).
 
-The seam to the node: the server is given a `Submit` (hand a request to the Node, await its reply)
-and a `Stats` (the node's counters). The api layer does not import the runtime; the CLI wires them
-(cli/node_http.py). Not built yet: listings, bucket props, preflists and bucket types answer 501, and
-the resource map (`GET /`) does not advertise them.
+The seam to the node: the server is given a `Submit` (hand a request to the Node, await its reply),
+a `Stats` (the node's counters) and a `RequestMetrics` (latencies, siblings, failures; riak_stats.py).
+The api layer does not import the runtime; the CLI wires them (cli/node_http.py). Bucket types are not
+served: `/types/...` is a 404 and `riak_kv_wm_bucket_type` is not advertised.
 
-Bad input never gives a 500: the mapping turns every problem into a 4xx, an oversized body is a 413
-before it is read in full, and malformed HTTP is aiohttp's own 400. A 500 means a storage failure.
+Bad input never gives a 5xx: the mapping turns every problem into a 4xx, an oversized body is a 413
+before it is read in full, and malformed HTTP is aiohttp's own 400. A 500 means a storage failure, a
+503 that too few replicas answered. A streamed listing whose client goes away mid-way just stops.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
@@ -26,25 +26,28 @@ from aiohttp import web
 
 from dynakv.api.riak_http import HttpResponse, text_response
 from dynakv.api.riak_mapping import (
-    JSON_TYPE,
-    RESOURCES,
     ObjectDelete,
     ObjectGet,
     ObjectPut,
+    Operation,
     map_request,
     precondition_failed_response,
     render_delete,
     render_get,
     render_put,
-    resources_response,
 )
-from dynakv.api.riak_paths import Route
+from dynakv.api.riak_service import ServiceOp, expected_replies, render_service, stream_chunks
+from dynakv.api.riak_stats import RequestMetrics, metrics_response, stats_response
 from dynakv.core.config import Limits
 from dynakv.protocol.messages import (
+    BucketPropsReply,
     DeleteReply,
     Failure,
+    GetBucketProps,
     GetReply,
     GetRequest,
+    ListKeysRequest,
+    ListReply,
     NodeReply,
     NodeRequest,
     PutReply,
@@ -55,42 +58,11 @@ log = logging.getLogger(__name__)
 Submit = Callable[[NodeRequest], Awaitable[NodeReply]]
 Stats = Callable[[], Mapping[str, int]]
 
-# Reported as Riak's version: 2.0.x turns on the client's vclock deletes and streamed lists, and staying
-# below 2.1 keeps it from asking for preflists (riak-http.md section 0.2).
-RIAK_KV_VERSION: Final = "2.0.0"
 # Room above the largest value for the rest of a request body (none today), so a value just past the
 # limit still gets the mapping's own 413 text; anything larger is refused before it is read.
 BODY_HEADROOM: Final = 64 * 1024
 # Seconds a stopping server waits for requests in flight (a stopped Node answers none of them).
 SHUTDOWN_TIMEOUT_S: Final = 1.0
-# Resources the mapping knows but this server does not serve yet: not advertised in `GET /`.
-NOT_SERVED: Final = frozenset({"riak_kv_wm_preflist"})
-# The node counters /stats reports, by the request type the data path counts.
-STAT_COUNTERS: Final = {
-    "gets": "requests.GetRequest",
-    "puts": "requests.PutRequest",
-    "deletes": "requests.DeleteRequest",
-}
-
-
-def served_resources_response() -> HttpResponse:
-    """The resource map, without what is not served yet (the client gates features on its keys)."""
-    served = {name: path for name, path in RESOURCES.items() if name not in NOT_SERVED}
-    body = json.dumps(served, sort_keys=True).encode()
-    return HttpResponse(200, (("Content-Type", JSON_TYPE),), body)
-
-
-def stats_response(counters: Mapping[str, int]) -> HttpResponse:
-    """`riak_kv_version` (which the client reads) and the node's request counts: the gets, puts and
-    deletes this node has handled since it started, from its clients or forwarded by a peer."""
-    stats: dict[str, object] = {"riak_kv_version": RIAK_KV_VERSION}
-    for name, counter in STAT_COUNTERS.items():
-        stats[name] = int(counters.get(counter, 0))
-    return HttpResponse(200, (("Content-Type", JSON_TYPE),), json.dumps(stats).encode())
-
-
-def not_implemented_response(route: Route) -> HttpResponse:
-    return text_response(501, f"not implemented yet: {route.kind.replace('_', ' ')}")
 
 
 def internal_error_response(what: str, reply: NodeReply) -> HttpResponse:
@@ -108,10 +80,16 @@ class RiakHttpServer:
     """One node's HTTP API. `start` binds (port 0 allowed) and returns the bound (host, port)."""
 
     def __init__(
-        self, submit: Submit, stats: Stats, limits: Limits, rng: random.Random | None = None
+        self,
+        submit: Submit,
+        stats: Stats,
+        limits: Limits,
+        rng: random.Random | None = None,
+        metrics: RequestMetrics | None = None,
     ) -> None:
         self.submit = submit
         self.stats = stats
+        self.metrics = metrics
         self.limits = limits
         self.body_bytes_max = limits.value_bytes_max + BODY_HEADROOM
         self.rng = rng or random.Random()  # seeded from the OS: generated keys must not repeat
@@ -153,6 +131,8 @@ class RiakHttpServer:
             rng=self.rng,
             limits=self.limits,
         )
+        if isinstance(op, ServiceOp):
+            return await self._service(request, op)
         return to_web(await self._run(op))
 
     async def _read_body(self, request: web.Request) -> bytes | HttpResponse:
@@ -164,9 +144,9 @@ class RiakHttpServer:
         except web.HTTPRequestEntityTooLarge:
             return text_response(413, f"request body is above {self.body_bytes_max} bytes")
 
-    async def _run(self, op: ObjectGet | ObjectPut | ObjectDelete | Route | HttpResponse) -> HttpResponse:
+    async def _run(self, op: Operation | HttpResponse) -> HttpResponse:
         if isinstance(op, HttpResponse):
-            return served_resources_response() if op == resources_response() else op
+            return op
         if isinstance(op, ObjectGet):
             reply = await self.submit(op.request)
             if not isinstance(reply, GetReply | Failure):
@@ -179,9 +159,44 @@ class RiakHttpServer:
             if not isinstance(deleted, DeleteReply | Failure):
                 return internal_error_response("a delete", deleted)
             return render_delete(deleted)
+        assert not isinstance(op, ServiceOp), op  # handle() runs those
         if op.kind == "stats":
-            return stats_response(self.stats())
-        return not_implemented_response(op)
+            return stats_response(self.stats(), self.metrics)
+        assert op.kind == "metrics", op
+        return metrics_response(self.metrics)
+
+    async def _service(self, request: web.Request, op: ServiceOp) -> web.StreamResponse:
+        """A listing, props or preflist request: one node request (two for a legacy listing that shows
+        the props too), then the mapped answer, or a streamed listing."""
+        reply = await self.submit(op.request)
+        if not isinstance(reply, expected_replies(op)):
+            return to_web(internal_error_response(type(op.request).__name__, reply))
+        props: BucketPropsReply | Failure | None = None
+        if op.with_props and isinstance(op.request, ListKeysRequest) and not isinstance(reply, Failure):
+            got = await self.submit(GetBucketProps(op.request.bucket))
+            if not isinstance(got, BucketPropsReply | Failure):
+                return to_web(internal_error_response("a listing's props", got))
+            props = got
+        if op.stream and isinstance(reply, ListReply) and not isinstance(props, Failure):
+            return await self._stream(request, op, reply, props)
+        return to_web(render_service(op, reply, props))
+
+    async def _stream(
+        self, request: web.Request, op: ServiceOp, reply: ListReply, props: BucketPropsReply | None
+    ) -> web.StreamResponse:
+        """A chunked 200 of back-to-back JSON objects. A client that goes away mid-way (the reference
+        client abandons streams) only ends this response: the write fails and the rest is dropped."""
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        try:
+            await response.prepare(request)
+            for chunk in stream_chunks(op, reply, props):
+                await response.write(chunk)
+            await response.write_eof()
+        except ConnectionError:  # reset or closed by the peer (aiohttp raises ConnectionResetError)
+            log.debug("a client left a streamed listing of %d names mid-way", len(reply.names))
+            response.force_close()
+        return response
 
     async def _put(self, op: ObjectPut) -> HttpResponse:
         if op.if_none_match:

@@ -2,9 +2,10 @@
 
 `map_request` turns a parsed HTTP request into either a final `HttpResponse` (every 4xx, and the
 answers that need no store: `/`, `/ping`) or an operation for the server to run: `ObjectGet`,
-`ObjectPut`, `ObjectDelete`, or a `Route` for stats, listings, props and preflists. The `render_*`
-functions turn the data path's replies back into responses. Nothing here does I/O, reads a clock or
-draws global randomness, so the HTTP server stays a thin shell and all of this is tested without sockets.
+`ObjectPut`, `ObjectDelete`, a `ServiceOp` for listings, props and preflists (riak_service.py), or a
+`Route` for stats and metrics. The `render_*` functions turn the data path's replies back into
+responses. Nothing here does I/O, reads a clock or draws global randomness, so the HTTP server stays a
+thin shell and all of this is tested without sockets.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import quote_plus
 
+from dynakv.api.riak_failure import failure_response
 from dynakv.api.riak_headers import (
     BASE62,
     content_headers,
@@ -31,6 +33,7 @@ from dynakv.api.riak_http import Headers, HttpResponse, text_response
 from dynakv.api.riak_multipart import multipart_response, text_siblings_response, wants_multipart
 from dynakv.api.riak_params import ObjectParams, parse_object_params, parse_query
 from dynakv.api.riak_paths import Route, route_request
+from dynakv.api.riak_service import JSON_TYPE, SERVICE_KINDS, ServiceOp, map_service
 from dynakv.core.config import Limits
 from dynakv.core.dvv import decode_context
 from dynakv.core.errors import DecodeError
@@ -39,7 +42,6 @@ from dynakv.protocol.messages import (
     DeleteReply,
     DeleteRequest,
     Failure,
-    FailureKind,
     GetReply,
     GetRequest,
     PutReply,
@@ -56,19 +58,16 @@ RESOURCES: Final[Mapping[str, str]] = {
     "riak_kv_wm_stats": "/stats",
     "riak_kv_wm_preflist": "/buckets",
 }
-JSON_TYPE: Final = "application/json"
 Headerish = Headers | Mapping[str, str] | Iterable[tuple[str, str]]
 
 
 @dataclass(frozen=True, slots=True)
 class ObjectGet:
-    """A fetch. `basic_quorum` and `notfound_ok` are validated but the data path has no field for
-    them yet; `multipart` says how to present siblings; `head` asks for headers only."""
+    """A fetch (`basic_quorum` and `notfound_ok` travel in the request); `multipart` says how to
+    present siblings; `head` asks for headers only."""
 
     request: GetRequest
     vtag: str | None = None
-    basic_quorum: bool | None = None
-    notfound_ok: bool | None = None
     multipart: bool = True
     head: bool = False
 
@@ -90,7 +89,7 @@ class ObjectDelete:
     request: DeleteRequest
 
 
-Operation = ObjectGet | ObjectPut | ObjectDelete | Route
+Operation = ObjectGet | ObjectPut | ObjectDelete | ServiceOp | Route
 
 
 def resources_response() -> HttpResponse:
@@ -187,15 +186,21 @@ def _put(route: Route, params: ObjectParams, inp: _Input) -> ObjectPut | HttpRes
 
 def _object_op(method: str, route: Route, params: ObjectParams, inp: _Input) -> Operation | HttpResponse:
     if method in ("GET", "HEAD"):
-        request = GetRequest(route.bucket, route.key, params.r, params.pr, params.timeout_ms)
+        request = GetRequest(
+            route.bucket, route.key, params.r, params.pr, params.timeout_ms,
+            basic_quorum=params.basic_quorum, notfound_ok=params.notfound_ok,
+        )  # fmt: skip
         multipart = wants_multipart(inp.headers.get("Accept"))
-        flags = (params.basic_quorum, params.notfound_ok)
-        return ObjectGet(request, params.vtag, *flags, multipart=multipart, head=method == "HEAD")
+        return ObjectGet(request, params.vtag, multipart=multipart, head=method == "HEAD")
     if method == "DELETE":
         context = parse_vclock(inp.headers.get("X-Riak-Vclock"))
         if isinstance(context, HttpResponse):
             return context
-        # Riak's delete quorum is rw; an explicit w wins, since that is what a tombstone write counts.
+        # Riak's legacy delete quorum is rw (a delete once read, then wrote, so one number served as
+        # both r and w). Here a delete writes a tombstone and nothing else, so rw can only mean how
+        # many replicas must take that write: it stands for w when w is not given; an explicit w wins.
+        # The client sends rw, r, w, dw, pr, pw on DELETE; r and pr have nothing to count and are
+        # validated only.
         w = params.w if params.w is not None else params.rw
         return ObjectDelete(
             DeleteRequest(route.bucket, route.key, context, w, params.dw, params.pw, params.timeout_ms)
@@ -226,8 +231,11 @@ def map_request(
         return resources_response()
     if route.kind == "ping":
         return ping_response()
+    if route.kind in SERVICE_KINDS:
+        too_long = _check_names(route, limits)
+        return too_long or map_service(method, route, query, Headers.of(headers), body)
     if route.kind not in ("object", "object_new"):
-        return route
+        return route  # stats and metrics: the server answers them from the node's counters
     params = parse_object_params(query)
     if isinstance(params, HttpResponse):
         return params
@@ -241,22 +249,6 @@ def map_request(
 
 # ---------------------------------------------------------------------------------------------------
 # Replies into responses
-
-
-def failure_response(failure: Failure) -> HttpResponse:
-    """400 for the client's mistakes, 503 when replicas could not take part (Riak's reason text), 500
-    only for a storage failure on our side."""
-    if failure.kind is FailureKind.BAD_REQUEST:
-        return text_response(400, failure.message)
-    if failure.kind is FailureKind.STORAGE:
-        return text_response(500, f"storage error: {failure.message}")
-    reason = failure.message
-    if failure.field and failure.needed is not None:
-        got = failure.acknowledged if failure.acknowledged is not None else 0
-        reason = f"{failure.field.upper()}-value unsatisfied: {got}/{failure.needed} ({failure.message})"
-    if failure.kind is FailureKind.TIMEOUT:
-        reason = f"timeout: {reason}"
-    return text_response(503, reason)
 
 
 def _had_tombstone(context: bytes) -> bool:

@@ -79,20 +79,38 @@ def text_siblings_response(siblings: Sequence[Content], context: bytes) -> HttpR
     return HttpResponse(300, headers, body.encode("ascii"))
 
 
-def _media_ranges(accept: str) -> list[str]:
-    ranges = []
+def _media_ranges(accept: str) -> dict[str, float]:
+    """Each media range of an Accept header with its quality (unparseable qualities count as 0)."""
+    ranges: dict[str, float] = {}
     for item in accept.split(","):
         media, *params = item.split(";")
         quality = next((p.split("=", 1)[1].strip() for p in params if p.strip().startswith("q=")), "1")
-        if quality.strip("0."):  # q=0 (or 0.0) means "not acceptable"
-            ranges.append(media.strip().lower())
+        try:
+            q = float(quality)
+        except ValueError:
+            q = 0.0
+        ranges[media.strip().lower()] = q
     return ranges
 
 
+def _quality(ranges: dict[str, float], media: str) -> float:
+    """The quality the client gives `media`: that of the most specific range matching it."""
+    kind = media.split("/", 1)[0]
+    for candidate in (media, f"{kind}/*", "*/*"):
+        if candidate in ranges:
+            return ranges[candidate]
+    return 0.0
+
+
 def wants_multipart(accept: str | None) -> bool:
-    """Multipart unless the Accept header rules it out (Riak chooses by the client's preference; the
-    reference client always accepts multipart/mixed)."""
-    if accept is None or not accept.strip():
+    """Whether siblings go out as multipart/mixed rather than Riak's text/plain list of vtags.
+
+    Riak offers text/plain first and multipart/mixed second, so a client that accepts both equally
+    (no Accept header, `*/*`: curl's default) gets text/plain, and one that prefers multipart (the
+    reference client sends `multipart/mixed, application/json, */*;q=0.5`) gets multipart. Where Riak
+    would answer 406 (neither acceptable), dynakv sends multipart, which carries the values."""
+    ranges = _media_ranges(accept or "*/*")
+    text, multipart = _quality(ranges, "text/plain"), _quality(ranges, "multipart/mixed")
+    if text <= 0 and multipart <= 0:
         return True
-    ranges = _media_ranges(accept)
-    return any(r in ("multipart/mixed", "multipart/*", "*/*") for r in ranges) or "text/plain" not in ranges
+    return multipart > text

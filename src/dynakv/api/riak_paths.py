@@ -15,7 +15,16 @@ from urllib.parse import unquote_to_bytes
 from dynakv.api.riak_http import HttpResponse, text_response
 
 RouteKind = Literal[
-    "resources", "ping", "stats", "list_buckets", "list_keys", "props", "object", "object_new", "preflist"
+    "resources",
+    "ping",
+    "stats",
+    "metrics",
+    "list_buckets",
+    "list_keys",
+    "props",
+    "object",
+    "object_new",
+    "preflist",
 ]
 
 # The methods each kind of resource answers; anything else is a 405 naming these in Allow.
@@ -23,6 +32,7 @@ ALLOWED: Final[Mapping[RouteKind, tuple[str, ...]]] = {
     "resources": ("GET", "HEAD"),
     "ping": ("GET", "HEAD"),
     "stats": ("GET", "HEAD"),
+    "metrics": ("GET", "HEAD"),
     "list_buckets": ("GET", "HEAD"),
     "list_keys": ("GET", "HEAD"),
     "props": ("GET", "HEAD", "PUT", "DELETE"),
@@ -141,8 +151,13 @@ def route_request(method: str, raw_path: str, query: Mapping[str, str]) -> Route
     if not segments:
         return _method_check(Route("resources"), method)
     head, rest = segments[0], segments[1:]
-    if head in ("ping", "stats") and not rest:
-        return _method_check(Route("ping" if head == "ping" else "stats"), method)
+    if head in ("ping", "stats", "metrics") and not rest:
+        kind: RouteKind = "ping" if head == "ping" else "stats" if head == "stats" else "metrics"
+        return _method_check(Route(kind), method)
+    if head == "types":
+        # Bucket types are not served (and `riak_kv_wm_bucket_type` is not advertised, so the client
+        # never builds these paths): a 404 saying so, as Riak answers an unknown bucket type.
+        return text_response(404, "bucket types are not served: use the default type (/buckets/...)")
     if head not in ("buckets", "riak"):
         return _not_found()
     try:

@@ -23,6 +23,7 @@ async def start_http(runner: NodeRunner, address: Address) -> tuple[Address, Sto
     def stats() -> Mapping[str, int]:
         return dict(runner.counters)
 
-    server = RiakHttpServer(runner.request, stats, Limits.from_mapping(runner.config.limits))
+    limits = Limits.from_mapping(runner.config.limits)
+    server = RiakHttpServer(runner.request, stats, limits, metrics=runner.metrics)
     host, port = await server.start(address.host, address.port)
     return Address(host, port), server.stop

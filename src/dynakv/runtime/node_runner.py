@@ -50,6 +50,7 @@ from dynakv.runtime import node_state
 from dynakv.runtime.framed import Flushable, FramedProtocol
 from dynakv.runtime.listener import ClientProtocol, InboundPeerProtocol
 from dynakv.runtime.loop import Clock, run_forever
+from dynakv.runtime.metrics import Metrics
 from dynakv.runtime.node_state import Address, NodeConfig
 from dynakv.runtime.peers import Peers
 from dynakv.storage.common import lock_data_dir, unlock_data_dir
@@ -95,6 +96,8 @@ class NodeRunner:
         # A ref stands for a native connection and its request id, or for a front end's waiting future.
         self._refs: dict[int, tuple[ClientProtocol, int] | asyncio.Future[NodeReply]] = {}
         self._next_ref = 0
+        # Latency, siblings and failures of every request, native and front end alike (metrics.py).
+        self.metrics = Metrics(self.counters, lambda: len(self._refs))
         self._servers: list[asyncio.Server] = []
         self._connections: set[FramedProtocol] = set()
         self._tick_task: asyncio.Task[None] | None = None
@@ -123,6 +126,7 @@ class NodeRunner:
                 self._reply(effect)
 
     def _reply(self, effect: Reply) -> None:
+        self.metrics.finished(effect.ref, effect.reply)
         entry = self._refs.pop(effect.ref, None)
         if entry is None:
             log.error("a reply for unknown ref %d", effect.ref)
@@ -148,6 +152,7 @@ class NodeRunner:
     def submit(self, conn: ClientProtocol, request_id: int, request: ClientRequest) -> None:
         self._next_ref += 1
         self._refs[self._next_ref] = (conn, request_id)
+        self.metrics.started(self._next_ref, request)
         self.deliver(ClientRequestReceived(self._next_ref, request))
 
     async def request(self, request: NodeRequest) -> NodeReply:
@@ -156,6 +161,7 @@ class NodeRunner:
         future: asyncio.Future[NodeReply] = asyncio.get_running_loop().create_future()
         self._next_ref += 1
         self._refs[self._next_ref] = future
+        self.metrics.started(self._next_ref, request)
         self.deliver(ClientRequestReceived(self._next_ref, request))
         self.flush()
         return await future

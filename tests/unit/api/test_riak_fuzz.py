@@ -17,7 +17,7 @@ from dynakv.protocol.messages import GetReply, GetRequest, PutReply
 
 LIMITS = Limits(key_bytes_max=64, bucket_bytes_max=64, value_bytes_max=256)
 SEGMENT_ALPHABET = st.sampled_from(
-    ["buckets", "riak", "keys", "props", "preflist", "ping", "stats", "b", "k"]
+    ["buckets", "riak", "keys", "props", "preflist", "ping", "stats", "metrics", "types", "b", "k"]
 )
 # Surrogates included: a server decoding raw bytes with surrogateescape hands those to the mapping.
 ANY_TEXT = st.text(alphabet=st.characters(exclude_categories=()), max_size=40)
@@ -46,7 +46,9 @@ HEADER_NAMES = st.sampled_from(
      "Other"]
 )  # fmt: skip
 HEADER_VALUES = st.one_of(
-    st.sampled_from(['</buckets/b/keys/k>; riaktag="t"', "text/plain; charset=", "*", "YQ==", "a/b"]),
+    st.sampled_from(
+        ['</buckets/b/keys/k>; riaktag="t"', "text/plain; charset=", "*", "YQ==", "a/b", "application/json"]
+    ),
     ANY_TEXT,
 )
 METHODS = st.sampled_from(["GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "get", ""])

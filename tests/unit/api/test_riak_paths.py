@@ -15,6 +15,7 @@ from dynakv.api.riak_paths import Route, decode_segment, route_request
         ("GET", "/", {}, Route("resources")),
         ("GET", "/ping", {}, Route("ping")),
         ("GET", "/stats", {}, Route("stats")),
+        ("GET", "/metrics", {}, Route("metrics")),
         ("GET", "/buckets", {"buckets": "true"}, Route("list_buckets")),
         ("GET", "/buckets", {"buckets": "stream"}, Route("list_buckets", stream=True)),
         ("GET", "/buckets/b/keys", {"keys": "true", "props": "false"}, Route("list_keys", bucket=b"b")),
@@ -70,6 +71,9 @@ def test_segments_are_split_before_unquoting() -> None:
         ("GET", "/ping/x", {}),
         ("GET", "relative/path", {}),
         ("GET", "/types/t/buckets/b/keys/k", {}),
+        ("PUT", "/types/t/props", {}),
+        ("GET", "/types/t/buckets", {"buckets": "true"}),
+        ("GET", "/metrics/x", {}),
     ],
 )
 def test_unknown_paths_are_404(method: str, path: str, query: dict[str, str]) -> None:
@@ -90,6 +94,7 @@ def test_unknown_paths_are_404(method: str, path: str, query: dict[str, str]) ->
         ("PUT", "/buckets/b/keys", {}, "POST"),
         ("DELETE", "/buckets/b/keys/k/preflist", {}, "GET, HEAD"),
         ("DELETE", "/riak/b", {}, "GET, HEAD, PUT"),
+        ("POST", "/metrics", {}, "GET, HEAD"),
     ],
 )
 def test_wrong_methods_are_405_with_allow(method: str, path: str, query: dict[str, str], allow: str) -> None:

@@ -98,14 +98,19 @@ def test_text_plain_siblings_when_only_text_is_accepted() -> None:
 
 def test_accept_negotiation() -> None:
     cases = {
-        None: True,
-        "": True,
-        "multipart/mixed, application/json, */*;q=0.5": True,
+        None: False,  # as */*: Riak offers text/plain first
+        "": False,
+        "*/*": False,
+        "multipart/mixed, application/json, */*;q=0.5": True,  # the reference client
+        "multipart/*": True,
         "text/plain": False,
         "text/plain, */*;q=0": False,
-        "text/plain, */*;q=0.1": True,
-        "application/json": True,
+        "text/plain;q=0.5, */*": True,  # */* stands for multipart at 1, above text/plain at 0.5
+        "text/plain, */*;q=0.1": False,
+        "multipart/mixed;q=0, */*": False,
+        "application/json": True,  # neither acceptable: Riak says 406, dynakv sends the values
         "TEXT/PLAIN;q=1.0": False,
+        "multipart/mixed;q=bogus, text/plain;q=0.2": False,
     }
     assert {accept: wants_multipart(accept) for accept in cases} == cases
 
