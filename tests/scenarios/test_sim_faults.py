@@ -112,7 +112,8 @@ def test_loss_one_on_a_link_drops_everything_on_it_and_only_there() -> None:
         assert isinstance(reply, Failure) and reply.kind is FailureKind.TIMEOUT
         assert stored(sim, "n2", f"k{i}".encode()) == [b"v"]
         assert stored(sim, "n3", f"k{i}".encode()) == []
-    assert sim.network.stats["dropped_loss"] == 10
+    # The 10 replica puts to n3, and the failure detector's probes on that link too.
+    assert sim.network.stats["dropped_loss"] > 10
     assert sim.network.stats["delivered.ReplicaPut"] == 10  # the ones to n2
 
 

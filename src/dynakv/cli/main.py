@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from dynakv import __version__
-from dynakv.cli import dev_cmd, kv_cmd, node_cmd, ring_cmd
+from dynakv.cli import admin_cmd, dev_cmd, kv_cmd, node_cmd, ring_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     node_cmd.register(commands)
     dev_cmd.register(commands)
     kv_cmd.register(commands)
+    admin_cmd.register(commands)
     return parser
 
 

@@ -15,21 +15,32 @@ from types import TracebackType
 from typing import cast
 
 from dynakv.core.config import Quorum
-from dynakv.protocol.messages import ClientRequest
+from dynakv.protocol.admin_messages import RepairStatusRequest, StatusRequest
+from dynakv.protocol.messages import (
+    GetBucketProps,
+    ListBucketsRequest,
+    NodeRequest,
+    ResetBucketProps,
+)
 
 from .models import (
+    ClusterStatus,
     ConnectionFailed,
     ConnectionLost,
     DynakvClientError,
     GetResult,
     PutResult,
+    RepairProgress,
     Timeout,
 )
 from .protocol import (
     Address,
     ClientConnection,
     Outcome,
+    Result,
     State,
+    as_bytes,
+    check_timeout,
     delete_request,
     format_address,
     get_request,
@@ -37,6 +48,7 @@ from .protocol import (
     put_request,
     reply_wait_s,
 )
+from .service_requests import list_keys_request, repair_request, set_props_request
 
 AddressArg = str | tuple[str, int] | Sequence[str | tuple[str, int]]
 
@@ -102,7 +114,7 @@ class _Connection(asyncio.Protocol):
 
     # -- requests ----------------------------------------------------------------------------------
 
-    async def call(self, request: ClientRequest, wait_s: float) -> Outcome:
+    async def call(self, request: NodeRequest, wait_s: float) -> Outcome:
         assert self.transport is not None
         request_id, frame = self.conn.send(request)
         loop = asyncio.get_running_loop()
@@ -319,9 +331,61 @@ class AsyncClient:
         result = await self._call(request, timeout_ms)
         assert result is None
 
+    # -- listings, bucket props and administration ----------------------------------------------------
+
+    async def list_keys(self, bucket: str | bytes, *, timeout_ms: int | None = None) -> list[bytes]:
+        """The keys of `bucket` that hold a live value on some replica, sorted (a full scan, as Riak's)."""
+        result = await self._call(list_keys_request(bucket, timeout_ms), timeout_ms)
+        assert isinstance(result, list)
+        return result
+
+    async def list_buckets(self, *, timeout_ms: int | None = None) -> list[bytes]:
+        """The buckets that hold a live value on some replica, sorted (a full scan, as Riak's)."""
+        request = ListBucketsRequest(check_timeout(timeout_ms))
+        result = await self._call(request, timeout_ms)
+        assert isinstance(result, list)
+        return result
+
+    async def bucket_props(self, bucket: str | bytes) -> dict[str, object]:
+        """The bucket's effective properties by their Riak names, as Riak's props GET shows them."""
+        return await self._props(GetBucketProps(as_bytes(bucket, "bucket")))
+
+    async def set_bucket_props(self, bucket: str | bytes, **props: object) -> dict[str, object]:
+        """Change some properties (Riak names: n_val=5, allow_mult=True, ...), cluster-wide; the others
+        keep their values. Returns the bucket's effective properties after the change."""
+        return await self._props(set_props_request(bucket, props))
+
+    async def reset_bucket_props(self, bucket: str | bytes) -> dict[str, object]:
+        """Forget the bucket's own properties: it takes the cluster's defaults again."""
+        return await self._props(ResetBucketProps(as_bytes(bucket, "bucket")))
+
+    async def repair(self, partition: int | None = None) -> RepairProgress:
+        """Start anti-entropy now on the connected node: with the other replicas of `partition`, or of
+        every partition the node is a primary of. Returns at once; poll `repair_status`."""
+        result = await self._call(repair_request(partition), None)
+        assert isinstance(result, RepairProgress)
+        return result
+
+    async def repair_status(self) -> RepairProgress:
+        """How far the last repair started on the connected node got."""
+        result = await self._call(RepairStatusRequest(), None)
+        assert isinstance(result, RepairProgress)
+        return result
+
+    async def status(self) -> ClusterStatus:
+        """The cluster as the connected node sees it: members, reachability, ownership, hints, transfers."""
+        result = await self._call(StatusRequest(), None)
+        assert isinstance(result, ClusterStatus)
+        return result
+
+    async def _props(self, request: NodeRequest) -> dict[str, object]:
+        result = await self._call(request, None)
+        assert isinstance(result, dict)
+        return result
+
     # -- connections ------------------------------------------------------------------------------------
 
-    async def _call(self, request: ClientRequest, timeout_ms: int | None) -> GetResult | PutResult | None:
+    async def _call(self, request: NodeRequest, timeout_ms: int | None) -> Result:
         conn = await self._connected()
         wait_s = reply_wait_s(timeout_ms, self._timeout_s, self._timeout_margin_s)
         outcome = await conn.call(request, wait_s)

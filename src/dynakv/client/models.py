@@ -95,6 +95,41 @@ class PutResult:
     tombstones: list[Sibling] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class RepairProgress:
+    """How far the last repair started on the node got: partitions whose exchanges all ended, of those
+    it covers; keys that node's merges changed since it began; exchanges that did not complete."""
+
+    partitions_total: int
+    partitions_done: int
+    keys_repaired: int
+    exchanges_failed: int
+    finished: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MemberInfo:
+    """One member as the answering node sees it: reachable now or not, and the partitions it owns."""
+
+    name: str
+    reachable: bool
+    partitions_owned: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterStatus:
+    """The cluster as one node (`node`) sees it. `hints_pending` and `transfers_pending` are that
+    node's own; `trees_building` counts its anti-entropy trees still being built after a start."""
+
+    node: str
+    members: list[MemberInfo]
+    hints_pending: int
+    transfers_pending: int
+    partitions: int
+    n_val: int
+    trees_building: int
+
+
 # ---------------------------------------------------------------------------------------------------
 # Exceptions
 

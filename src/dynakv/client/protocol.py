@@ -20,17 +20,31 @@ from typing import Final, TypeAlias
 from dynakv.core.config import Limits, Quorum
 from dynakv.core.errors import RemoteProtocolError
 from dynakv.core.objects import Content
+from dynakv.protocol.admin_messages import (
+    RepairRequest,
+    RepairStatus,
+    RepairStatusRequest,
+    StatusReply,
+    StatusRequest,
+)
 from dynakv.protocol.messages import (
-    ClientReply,
-    ClientRequest,
+    BucketPropsReply,
     DeleteReply,
     DeleteRequest,
     Failure,
     FailureKind,
+    GetBucketProps,
     GetReply,
     GetRequest,
+    ListBucketsRequest,
+    ListKeysRequest,
+    ListReply,
+    NodeReply,
+    NodeRequest,
     PutReply,
     PutRequest,
+    ResetBucketProps,
+    SetBucketProps,
 )
 from dynakv.wire.codec import (
     PROTOCOL_VERSION,
@@ -44,12 +58,15 @@ from dynakv.wire.framing import FrameDecoder, encode_frame
 
 from .models import (
     BadRequest,
+    ClusterStatus,
     ConnectionLost,
     DynakvClientError,
     GetResult,
+    MemberInfo,
     Overloaded,
     ProtocolError,
     PutResult,
+    RepairProgress,
     ServerError,
     Sibling,
     StorageFailure,
@@ -57,8 +74,13 @@ from .models import (
     Unavailable,
 )
 
-Outcome: TypeAlias = GetResult | PutResult | DynakvClientError | None
-"""What a request completes with: GetResult, PutResult, None (a delete), or the exception to raise."""
+Result: TypeAlias = (
+    GetResult | PutResult | RepairProgress | ClusterStatus | list[bytes] | dict[str, object] | None
+)
+"""A request's result: GetResult, PutResult, None (a delete), RepairProgress (repair, repair status),
+ClusterStatus, list[bytes] (a key or bucket listing), dict[str, object] (bucket props)."""
+Outcome: TypeAlias = Result | DynakvClientError
+"""What a request completes with: its result, or the exception to raise."""
 
 _INT64_MIN: Final = -(1 << 63)
 _INT64_MAX: Final = (1 << 63) - 1
@@ -66,6 +88,14 @@ _EXPECTED_REPLY: Final[dict[type, type]] = {
     GetRequest: GetReply,
     PutRequest: PutReply,
     DeleteRequest: DeleteReply,
+    ListKeysRequest: ListReply,
+    ListBucketsRequest: ListReply,
+    GetBucketProps: BucketPropsReply,
+    SetBucketProps: BucketPropsReply,
+    ResetBucketProps: BucketPropsReply,
+    RepairRequest: RepairStatus,
+    RepairStatusRequest: RepairStatus,
+    StatusRequest: StatusReply,
 }
 
 
@@ -127,7 +157,7 @@ class ClientConnection:
         hello = Hello(self._cluster, PROTOCOL_VERSION, self._name, "client")
         return encode_frame(encode_hello(hello), self._frame_bytes_max)
 
-    def send(self, request: ClientRequest) -> tuple[int, bytes]:
+    def send(self, request: NodeRequest) -> tuple[int, bytes]:
         """Assign the request an id and return it with the bytes to write. Requests may be sent before
         the server's hello arrives; the server reads ours first."""
         if self._error is not None:
@@ -180,7 +210,7 @@ class ClientConnection:
             raise ProtocolError(f"the server is in cluster {hello.cluster!r}, not {self._cluster!r}")
         return hello
 
-    def _complete(self, request_id: int, reply: ClientReply) -> tuple[int, Outcome] | None:
+    def _complete(self, request_id: int, reply: NodeReply) -> tuple[int, Outcome] | None:
         expected = self._pending.get(request_id)
         if expected is None:
             if request_id < self._next_id:
@@ -226,13 +256,27 @@ def error_from_failure(failure: Failure) -> ServerError:
     raise AssertionError(f"unhandled failure kind {failure.kind}")
 
 
-def result_from_reply(reply: GetReply | PutReply | DeleteReply) -> GetResult | PutResult | None:
+def result_from_reply(reply: NodeReply) -> Result:
+    """The result of a reply other than a failure (those are `error_from_failure`'s)."""
+    match reply:
+        case ListReply(names):
+            return list(names)
+        case BucketPropsReply(props):
+            return dict(props)
+        case RepairStatus(total, done, repaired, failed, finished):
+            return RepairProgress(total, done, repaired, failed, finished)
+        case StatusReply():
+            members = [MemberInfo(m.name, m.reachable, m.partitions_owned) for m in reply.members]
+            counts = (reply.hints_pending, reply.transfers_pending, reply.partitions, reply.n_val)
+            return ClusterStatus(reply.node, members, *counts, reply.trees_building)
+    assert not isinstance(reply, Failure), "failures are error_from_failure's"
     if isinstance(reply, GetReply):
         live, dead = _split(reply.siblings)
         return GetResult(siblings=live, context=reply.context, found=reply.found, tombstones=dead)
     if isinstance(reply, PutReply):
         live, dead = _split(reply.siblings)
         return PutResult(context=reply.context, siblings=live, tombstones=dead)
+    assert isinstance(reply, DeleteReply), f"no request of this client expects a {type(reply).__name__}"
     return None
 
 

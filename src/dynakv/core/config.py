@@ -213,13 +213,28 @@ class Timing:
     read_repair_wait_ms: int = 500
     gossip_interval_ms: int = 1_000
     probe_interval_ms: int = 1_000
+    # A peer silent this long (no message, no probe answer) is suspected: this node serves its keys
+    # from fallbacks until it answers again (protocol/reachability.py). At least twice the probe
+    # interval, or healthy peers would be suspected between two probes.
+    suspect_after_ms: int = 5_000
     hint_age_max_ms: int = 7 * 24 * 3600 * 1000
+    # Anti-entropy (protocol/anti_entropy.py): at most one periodic Merkle exchange starts per interval;
+    # an exchange whose peer is silent this long is abandoned; a tree is rebuilt from storage this long
+    # after its last build, catching what changed behind the node's back (Riak's tree expiry).
+    anti_entropy_interval_ms: int = 10_000
+    anti_entropy_timeout_ms: int = 30_000
+    anti_entropy_tree_rebuild_ms: int = 7 * 24 * 3600 * 1000
 
     def __post_init__(self) -> None:
         tick = _check_int("tick_ms", self.tick_ms, 1, 60_000)
         for f in dataclasses.fields(self):
             if f.name != "tick_ms":
                 _check_int(f.name, getattr(self, f.name), tick)
+        if self.suspect_after_ms < 2 * self.probe_interval_ms:
+            raise ConfigError(
+                "suspect_after_ms",
+                f"{self.suspect_after_ms} is below twice probe_interval_ms {self.probe_interval_ms}",
+            )
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Self:
@@ -255,6 +270,10 @@ class Limits:
     buckets_with_props_max: int = 100_000
     # Names one key or bucket listing may return; past it the listing is refused, never truncated.
     listing_names_max: int = 1_000_000
+    # Anti-entropy throttles: exchanges this node initiates at once, and storage entries it scans per
+    # tick to build its Merkle trees (after a restart, in the background).
+    anti_entropy_concurrent_max: int = 1
+    anti_entropy_build_entries_per_tick: int = 2_000
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

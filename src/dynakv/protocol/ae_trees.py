@@ -1,10 +1,14 @@
 """The Merkle trees of anti-entropy: one per partition this node holds, kept current on every write.
 
 What a tree summarises: the listing `tree_key(bucket, key) -> leaf_hash(stored bytes)` of one partition
-of the local storage. The leaf hash is `object_hash` of the *decoded* object (a digest of its canonical
-re-encoding), not a digest of the stored bytes: a replica may store an incoming object's bytes as a peer
-encoded them (`replica.merge_local` keeps the incoming bytes when it has no copy), and two replicas that
-hold the same sibling set must agree on the leaf even if the bytes came from different encoders.
+of the local storage. The leaf hash is a digest of the stored bytes themselves, equal to `object_hash`
+of the object they encode: every value in storage was written by `encode_object` (on this node, or on a
+peer whose bytes `replica.merge_local` keeps as they came), and that encoding is canonical, so two
+replicas holding the same sibling set hold the same bytes. Hashing the bytes rather than decoding and
+re-encoding them keeps the tree's cost on the write path to one blake2b (decoding doubled the cost of a
+write). Should a future release change the encoding, replicas on different releases would see equal
+objects as different leaves: anti-entropy would then list and merge them (a no-op for the data), which
+costs traffic, never correctness.
 
 Building. A tree is built from a paged scan of the partition, a bounded number of entries per `step`
 (the node calls it on every Tick), and until built it takes no part in exchanges. Writes keep coming
@@ -30,14 +34,10 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from dataclasses import dataclass
-from typing import Final
 
-from dynakv.core.errors import DecodeError
 from dynakv.core.merkle import BRANCHING_DEFAULT, SEGMENTS_DEFAULT, MerkleTree, segment_of
-from dynakv.core.objects import OBJECT_HASH_BYTES, decode_object, object_hash
+from dynakv.core.objects import OBJECT_HASH_BYTES
 from dynakv.protocol.ports import StorageEngine, StorageError
-
-_RAW_PERSON: Final = b"dynakv.ae.raw"
 
 Position = tuple[bytes, bytes]  # (bucket, key): a position in a partition's scan order
 
@@ -49,16 +49,13 @@ def tree_key(bucket: bytes, key: bytes) -> bytes:
 
 
 def leaf_hash(data: bytes) -> bytes:
-    """The tree's hash of a stored value: `object_hash` of the decoded object.
+    """The tree's hash of a stored value: the digest `object_hash` gives the object it encodes.
 
-    A value that does not decode (local corruption) still gets a hash, of its raw bytes under another
-    personalisation, so the tree stays consistent with storage; the key then differs from every healthy
-    replica, and repair merging into it fails loudly (counted) rather than being silently skipped.
+    A value that does not decode (local corruption) gets a hash all the same, so the tree stays
+    consistent with storage; the key then differs from every healthy replica, and repair merging into it
+    fails loudly (counted) rather than being silently skipped.
     """
-    try:
-        return object_hash(decode_object(data))
-    except DecodeError:
-        return hashlib.blake2b(data, digest_size=OBJECT_HASH_BYTES, person=_RAW_PERSON).digest()
+    return hashlib.blake2b(data, digest_size=OBJECT_HASH_BYTES).digest()
 
 
 def segment_of_entry(bucket: bytes, key: bytes, segments: int) -> int:

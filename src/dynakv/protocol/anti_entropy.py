@@ -60,7 +60,8 @@ _WEEK_MS = 7 * 24 * 3600 * 1000
 
 @dataclass(frozen=True, slots=True)
 class AeSettings:
-    """Anti-entropy settings (Timing has no fields for them yet); all intervals in milliseconds."""
+    """Anti-entropy settings, all intervals in milliseconds; a Node takes them from Timing and Limits
+    (node_admin.ae_settings), so node.json sets them."""
 
     enabled: bool = True  # periodic exchanges; repair() works either way
     interval_ms: int = 10_000  # at most one periodic exchange start per interval
@@ -155,7 +156,9 @@ class AntiEntropy:
             scan_page_entries=s.scan_page_entries,
             bound=self.bound,
         )
-        self._next_start_ms = 0
+        # The first periodic start waits one interval from the first Tick: a cluster starting (or a
+        # node restarting, its trees still building) does not begin with an exchange storm.
+        self._next_start_ms: int | None = None
         self._last_partition = -1
         self._peer_turn: dict[int, int] = {}
         self._forced: list[tuple[int, str]] = []
@@ -219,8 +222,13 @@ class AntiEntropy:
                 for page in pages:
                     self._sender.send(src, page, out)
             case AeNodesReply() | AeKeysReply() | AeObjects():
-                for ex, outcome in self._initiator.on_reply(src, msg, now_ms, out):
+                ended = self._initiator.on_reply(src, msg, now_ms, out)
+                for ex, outcome in ended:
                     self._ended(ex, outcome)
+                if ended and self._forced:
+                    # A repair goes on at once rather than at the next Tick: an exchange of equal trees
+                    # is one round trip, and waiting a tick for each would make a repair take minutes.
+                    self._start_exchanges(now_ms, frozenset(), out, forced_only=True)
 
     def _answer_keys(self, src: str, msg: AeKeysRequest, out: list[Effect]) -> None:
         # The request names its segment count, so the answer never depends on this node's tree.
@@ -234,11 +242,17 @@ class AntiEntropy:
 
     # -- scheduling -----------------------------------------------------------------------------------
 
-    def _start_exchanges(self, now_ms: int, down: Set[str], out: list[Effect]) -> None:
+    def _start_exchanges(
+        self, now_ms: int, down: Set[str], out: list[Effect], *, forced_only: bool = False
+    ) -> None:
         while len(self._initiator.active) < self.settings.max_concurrent:
             pair = self._pick_forced()
             forced = pair is not None
+            if pair is None and forced_only:
+                return
             if pair is None:
+                if self._next_start_ms is None:
+                    self._next_start_ms = now_ms + self.settings.interval_ms
                 if not self.settings.enabled or now_ms < self._next_start_ms:
                     return
                 pair = self._pick_periodic(down)

@@ -21,10 +21,12 @@ from dynakv.protocol.messages import Failure, FailureKind
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """A replica asked to take part: a node and whether it is a primary for the key."""
+    """A replica asked to take part: a node, whether it is a primary for the key, and for a fallback
+    the unreachable primary it stands in for (its writes are kept as hints for that primary)."""
 
     node: str
     primary: bool
+    hint_for: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,13 @@
 """Gets, puts and deletes: coordination on the coordinator side, replica work on the other side.
 
-Paper section 4.5. A put is coordinated by a primary of the key (a node outside the preference list
-forwards it): the coordinator applies the write to its own copy (minting a dot under its actor id),
-then sends the new object to the other primaries and replies after the w, dw and pw quorums are met.
-A get may be coordinated by any node: it asks the n_val primaries, replies after r (and pr) answers
-with every sibling merged, then waits a bounded time for the rest and read-repairs stale replicas.
+Paper sections 4.5 and 4.6. The replicas of a request are its *targets*: with sloppy quorum, the
+first n_val reachable nodes of the extended preference list (reachable primaries, then a fallback for
+each unreachable primary, naming it as `hint_for`). A put is coordinated by a target (a node outside
+them forwards it): the coordinator applies the write to its own copy (minting a dot under its actor
+id), then sends the new object to the other targets and replies after the w, dw and pw quorums are met
+(pw and pr count primaries only). A fallback stores the object with a hint for its primary (handoff.py).
+A get may be coordinated by any node: it asks the targets, replies after r (and pr) answers with every
+sibling merged, then waits a bounded time for the rest and read-repairs stale primaries.
 
 Actor ids: a node's actor id must change whenever it loses its data (see docs/dvv.md, riak_kv#679),
 so it is handed in by the driver, which keeps it with the data.
@@ -12,6 +15,7 @@ so it is handed in by the driver, which keeps it with the data.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,15 +23,16 @@ from dataclasses import dataclass, field
 from dynakv.core.config import BucketProps, ClusterConfig, Limits, Timing
 from dynakv.core.dvv import decode_context, encode_context, reconcile
 from dynakv.core.errors import DecodeError
-from dynakv.core.objects import Content, StoredObject, encode_object, last_write_wins, visible_siblings
-from dynakv.core.preflist import primaries
+from dynakv.core.objects import Content, encode_object
+from dynakv.core.preflist import preference_list
 from dynakv.core.ring import Ring
 from dynakv.protocol import replica
 from dynakv.protocol.bucket_props import PropsTable
 from dynakv.protocol.coordinator import NOT_FOUND, GetCoordination, Need, PutCoordination, Target
 from dynakv.protocol.effects import Effect, Reply, Send
+from dynakv.protocol.handoff import Handoff
+from dynakv.protocol.hints import store_hinted
 from dynakv.protocol.messages import (
-    ClientReply,
     ClientRequest,
     DeleteReply,
     DeleteRequest,
@@ -46,6 +51,19 @@ from dynakv.protocol.messages import (
     ReplicaPut,
     ReplicaPutAck,
 )
+from dynakv.protocol.pending import (
+    ClientOrigin,
+    ForwardOrigin,
+    Origin,
+    PendingForward,
+    PendingGet,
+    PendingPut,
+    Plan,
+    client_values,
+    reply_to,
+    resolved,
+    storage_failure,
+)
 from dynakv.protocol.ports import StorageEngine, StorageError
 from dynakv.protocol.put_checks import Refused, encode_checked, put_needs
 from dynakv.protocol.requests import bad_request, check_sizes, resolve_quorums
@@ -58,89 +76,9 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     # Buckets with properties of their own; every other bucket has the cluster's defaults.
     buckets: Mapping[bytes, BucketProps] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class ClientOrigin:
-    ref: int
-
-
-@dataclass(frozen=True, slots=True)
-class ForwardOrigin:
-    node: str
-    req_id: int
-
-
-Origin = ClientOrigin | ForwardOrigin
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """Where a request goes: the key's partition, the replicas to ask, the quorums as integers, and
-    the bucket's props."""
-
-    partition: int
-    targets: tuple[Target, ...]
-    quorums: dict[str, int]
-    props: BucketProps
-
-
-@dataclass(slots=True)
-class _Put:
-    origin: Origin
-    coordination: PutCoordination
-    obj: StoredObject
-    reply_body: bool
-    is_delete: bool
-    props: BucketProps
-
-
-@dataclass(slots=True)
-class _Get:
-    origin: Origin
-    coordination: GetCoordination
-    partition: int
-    bucket: bytes
-    key: bytes
-    props: BucketProps
-    repair_deadline_ms: int = 0
-
-
-@dataclass(slots=True)
-class _Forward:
-    ref: int
-    node: str
-    deadline_ms: int
-    needed: int
-
-
-def _reply(origin: Origin, reply: ClientReply, out: list[Effect]) -> None:
-    if isinstance(origin, ClientOrigin):
-        out.append(Reply(origin.ref, reply))
-    else:
-        out.append(Send(origin.node, ForwardReply(origin.req_id, reply)))
-
-
-def _values(obj: StoredObject, props: BucketProps) -> tuple[Content, ...]:
-    """What a client sees of an object: nothing while every sibling is a tombstone (not found), else
-    every sibling in dot order, tombstones included (marked `deleted`), as Riak shows them: a delete
-    concurrent with a write is a conflict the reader resolves, not something to hide. Without
-    allow_mult (or with last_write_wins) only the newest sibling, so a newest delete reads as not
-    found; the siblings stay stored, and the context covers them all."""
-    if not props.allow_mult or props.last_write_wins:
-        obj = last_write_wins(obj)
-    if not visible_siblings(obj):
-        return ()
-    return tuple(content for _, content in obj.siblings)
-
-
-def _resolved(obj: StoredObject, props: BucketProps) -> StoredObject:
-    """The object as stored for the bucket: with last_write_wins, its newest sibling only."""
-    return last_write_wins(obj) if props.last_write_wins else obj
-
-
-def _storage_failure(err: Exception) -> Failure:
-    return Failure(FailureKind.STORAGE, f"local storage failed: {err}")
+    # Test-only: deliberate defects the simulator's sweep switches on to prove its checkers catch them
+    # (sim/sweep.py DEFECTS). Always empty in production.
+    defects: frozenset[str] = frozenset()
 
 
 class DataPath:
@@ -169,11 +107,15 @@ class DataPath:
         self.timing = settings.timing
         self.limits = settings.limits
         self.counters = counters
+        # The peers this node counts as unreachable (reachability.py; the node keeps it current): they
+        # get no requests, and fallbacks stand in for them.
         self.down: set[str] = set()
+        # Hinted handoff, set by the node: a fallback stores with a hint. Alone, fallbacks store plainly.
+        self.handoff: Handoff | None = None
         self._next_id = 0
-        self._puts: dict[int, _Put] = {}
-        self._gets: dict[int, _Get] = {}
-        self._forwards: dict[int, _Forward] = {}
+        self._puts: dict[int, PendingPut] = {}
+        self._gets: dict[int, PendingGet] = {}
+        self._forwards: dict[int, PendingForward] = {}
 
     # -- bookkeeping ---------------------------------------------------------------------------------
 
@@ -193,7 +135,12 @@ class DataPath:
         return now_ms + timeout
 
     def _targets(self, partition: int, n_val: int) -> tuple[Target, ...]:
-        return tuple(Target(node, True) for node in primaries(self.ring, partition, n_val))
+        """Sloppy quorum (paper section 4.6): the first n_val reachable nodes of the extended preference
+        list, the reachable primaries and a fallback for each unreachable one, naming it."""
+        return tuple(
+            Target(entry.node, entry.primary, entry.stands_in_for)
+            for entry in preference_list(self.ring, partition, n_val, self.down)
+        )
 
     # -- client requests -------------------------------------------------------------------------------
 
@@ -208,10 +155,10 @@ class DataPath:
         props = self.props_for(request.bucket)
         quorums = resolve_quorums(request, props) if failure is None else failure
         if isinstance(quorums, Failure):
-            _reply(origin, quorums, out)
+            reply_to(origin, quorums, out)
             return
         partition = self.ring.partition_for_key(request.bucket, request.key)
-        plan = _Plan(partition, self._targets(partition, props.n_val), quorums, props)
+        plan = Plan(partition, self._targets(partition, props.n_val), quorums, props)
         if isinstance(request, GetRequest):
             self._start_get(origin, request, plan, now_ms, out)
         elif any(t.node == self.name for t in plan.targets):
@@ -220,54 +167,62 @@ class DataPath:
             self._forward(origin, request, plan, now_ms, out)
 
     def _forward(
-        self, origin: Origin, request: ClientRequest, plan: _Plan, now_ms: int, out: list[Effect]
+        self, origin: Origin, request: ClientRequest, plan: Plan, now_ms: int, out: list[Effect]
     ) -> None:
         needed = plan.quorums["w"]
         up = [t.node for t in plan.targets if t.node not in self.down]
         if not up or isinstance(origin, ForwardOrigin):
             # A forwarded request is never forwarded again: rings that disagree must not make loops.
-            why = "no primary of the key is reachable to coordinate it"
-            _reply(origin, Failure(FailureKind.UNAVAILABLE, why, "w", needed, 0), out)
+            why = "no replica of the key is reachable to coordinate it"
+            reply_to(origin, Failure(FailureKind.UNAVAILABLE, why, "w", needed, 0), out)
             return
         req_id = self._new_id()
         assert isinstance(origin, ClientOrigin)
-        self._forwards[req_id] = _Forward(origin.ref, up[0], self._deadline(request, now_ms), needed)
+        self._forwards[req_id] = PendingForward(origin.ref, up[0], self._deadline(request, now_ms), needed)
         out.append(Send(up[0], ForwardRequest(req_id, request)))
 
     # -- puts and deletes ------------------------------------------------------------------------------
 
     def _start_put(
-        self, origin: Origin, request: PutRequest | DeleteRequest, plan: _Plan, now_ms: int, out: list[Effect]
+        self, origin: Origin, request: PutRequest | DeleteRequest, plan: Plan, now_ms: int, out: list[Effect]
     ) -> None:
         partition, targets, quorums = plan.partition, plan.targets, plan.quorums
         try:
             context = decode_context(request.context)
         except DecodeError as err:
-            _reply(origin, bad_request("context", f"context: not a context this store issued ({err})"), out)
+            reply_to(origin, bad_request("context", f"context: not a context this store issued ({err})"), out)
             return
         content = request.content if isinstance(request, PutRequest) else Content.tombstone(now_ms)
         durable = quorums["dw"] > 0
+        hint_for = next(t.hint_for for t in targets if t.node == self.name)
+        # A fallback's copies go after the handoff, and with them its dot history: it mints under an
+        # actor of the current handoff epoch, so a dot is never minted twice (handoff.py).
+        actor = self.actor if hint_for is None or self.handoff is None else self.handoff.actor_for(self.actor)
         try:
             local = replica.read_local(self.storage, partition, request.bucket, request.key)
             if isinstance(request, DeleteRequest) and not request.context:
                 # A delete without a context removes what the coordinator holds (Riak reads before
                 # such a delete); a value it has not seen yet survives as a sibling, never lost.
                 context = local.context()
-            obj = _resolved(local.update(context, self.actor, content, now_ms), plan.props)
+            obj = resolved(local.update(context, actor, content, now_ms), plan.props)
             data = encode_checked(obj, self.limits)
-            self.storage.put(partition, request.bucket, request.key, data, durable=durable)
+            where = (plan.partition, request.bucket, request.key)
+            if hint_for is None or self.handoff is None:
+                self.storage.put(*where, data, durable=durable)
+            else:
+                self.handoff.store(hint_for, *where, data, now_ms=now_ms, durable=durable)
         except (StorageError, DecodeError) as err:
-            _reply(origin, _storage_failure(err), out)
+            reply_to(origin, storage_failure(err), out)
             return
         except Refused as refused:
-            _reply(origin, refused.failure, out)
+            reply_to(origin, refused.failure, out)
             return
         coordination = PutCoordination(
             targets, put_needs(targets, quorums), self._deadline(request, now_ms)
         )
         coordination.ack(self.name, True, durable)
         req_id = self._new_id()
-        put = _Put(
+        put = PendingPut(
             origin,
             coordination,
             obj,
@@ -282,28 +237,30 @@ class DataPath:
                 continue
             if target.node in self.down:
                 coordination.ack(target.node, False, False)
-            else:
+            elif target.hint_for is None:
                 out.append(Send(target.node, msg))
+            else:
+                out.append(Send(target.node, dataclasses.replace(msg, hint_for=target.hint_for)))
         self._settle_put(req_id, put, now_ms, out)
 
-    def _settle_put(self, req_id: int, put: _Put, now_ms: int, out: list[Effect]) -> None:
+    def _settle_put(self, req_id: int, put: PendingPut, now_ms: int, out: list[Effect]) -> None:
         outcome = put.coordination.outcome(now_ms)
         if outcome is None:
             return
         del self._puts[req_id]
         if isinstance(outcome, Failure):
             self.counters[f"failures.{outcome.kind.value}"] += 1
-            _reply(put.origin, outcome, out)
+            reply_to(put.origin, outcome, out)
         elif put.is_delete:
-            _reply(put.origin, DeleteReply(), out)
+            reply_to(put.origin, DeleteReply(), out)
         else:
-            body = _values(put.obj, put.props) if put.reply_body else ()
-            _reply(put.origin, PutReply(encode_context(put.obj.context()), body), out)
+            body = client_values(put.obj, put.props) if put.reply_body else ()
+            reply_to(put.origin, PutReply(encode_context(put.obj.context()), body), out)
 
     # -- gets ----------------------------------------------------------------------------------------
 
     def _start_get(
-        self, origin: Origin, request: GetRequest, plan: _Plan, now_ms: int, out: list[Effect]
+        self, origin: Origin, request: GetRequest, plan: Plan, now_ms: int, out: list[Effect]
     ) -> None:
         partition, targets, quorums = plan.partition, plan.targets, plan.quorums
         every = frozenset(t.node for t in targets)
@@ -320,7 +277,7 @@ class DataPath:
             basic_quorum=props.basic_quorum if request.basic_quorum is None else request.basic_quorum,
         )
         req_id = self._new_id()
-        get = _Get(origin, coordination, partition, request.bucket, request.key, props)
+        get = PendingGet(origin, coordination, partition, request.bucket, request.key, props)
         self._gets[req_id] = get
         msg = ReplicaGet(req_id, partition, request.bucket, request.key)
         for target in targets:
@@ -335,7 +292,7 @@ class DataPath:
                 out.append(Send(target.node, msg))
         self._settle_get(req_id, get, now_ms, out)
 
-    def _settle_get(self, req_id: int, get: _Get, now_ms: int, out: list[Effect]) -> None:
+    def _settle_get(self, req_id: int, get: PendingGet, now_ms: int, out: list[Effect]) -> None:
         coordination = get.coordination
         if not coordination.replied:
             outcome = coordination.outcome(now_ms)
@@ -345,24 +302,27 @@ class DataPath:
             get.repair_deadline_ms = now_ms + self.timing.read_repair_wait_ms
             if isinstance(outcome, Failure):
                 self.counters[f"failures.{outcome.kind.value}"] += 1
-                _reply(get.origin, outcome, out)
+                reply_to(get.origin, outcome, out)
             else:
                 merged = reconcile(coordination.objects())
-                visible = () if outcome is NOT_FOUND else _values(merged, get.props)
-                _reply(get.origin, GetReply(bool(visible), visible, encode_context(merged.context())), out)
+                visible = () if outcome is NOT_FOUND else client_values(merged, get.props)
+                reply_to(get.origin, GetReply(bool(visible), visible, encode_context(merged.context())), out)
         if coordination.all_answered() or now_ms >= get.repair_deadline_ms:
             del self._gets[req_id]
             self._read_repair(get, out)
 
-    def _read_repair(self, get: _Get, out: list[Effect]) -> None:
-        """Send the merged object to every replica that answered with less (paper section 5)."""
+    def _read_repair(self, get: PendingGet, out: list[Effect]) -> None:
+        """Send the merged object to every primary that answered with less (paper section 5). Fallbacks
+        are left alone: they keep only the writes they took as hints, and a repair without a hint
+        would leave a copy that nothing ever hands over or deletes."""
         objects = get.coordination.objects()
         if not objects:
             return
-        merged = _resolved(reconcile(objects), get.props)
+        merged = resolved(reconcile(objects), get.props)
+        fallbacks = {t.node for t in get.coordination.targets if not t.primary}
         data: bytes | None = None
         for node, obj in sorted(get.coordination.replies.items()):
-            if obj == merged:
+            if obj == merged or node in fallbacks:
                 continue
             data = data if data is not None else encode_object(merged)
             self.counters["read_repairs"] += 1
@@ -384,12 +344,12 @@ class DataPath:
 
     def on_message(self, src: str, msg: PeerMessage, now_ms: int, out: list[Effect]) -> None:
         if isinstance(msg, ReplicaGet | ReplicaPut | ReadRepair):
-            self._on_replica_message(src, msg, out)
+            self._on_replica_message(src, msg, now_ms, out)
         else:
             self._on_coordinator_message(src, msg, now_ms, out)
 
     def _on_replica_message(
-        self, src: str, msg: ReplicaGet | ReplicaPut | ReadRepair, out: list[Effect]
+        self, src: str, msg: ReplicaGet | ReplicaPut | ReadRepair, now_ms: int, out: list[Effect]
     ) -> None:
         """The replica side: answer from, or merge into, local storage."""
         match msg:
@@ -398,16 +358,29 @@ class DataPath:
                     out.append(Send(src, ReplicaGetReply(req_id, self.storage.get(partition, bucket, key))))
                 except StorageError:
                     out.append(Send(src, ReplicaGetReply(req_id, None, ok=False)))
-            case ReplicaPut(req_id, partition, bucket, key, obj, durable):
+            case ReplicaPut(req_id=req_id, durable=durable):
                 try:
-                    lww = self.props_for(bucket).last_write_wins
-                    replica.merge_local(self.storage, partition, bucket, key, obj, durable=durable, lww=lww)
+                    self._store_replica(msg, now_ms)
                     out.append(Send(src, ReplicaPutAck(req_id, True, durable)))
                 except (StorageError, DecodeError):
                     self.counters["replica_errors"] += 1
                     out.append(Send(src, ReplicaPutAck(req_id, False, False)))
             case ReadRepair(partition, bucket, key, obj):
                 self._merge_quietly(partition, bucket, key, obj)
+
+    def _store_replica(self, msg: ReplicaPut, now_ms: int) -> None:
+        """Merge a replica put into the local copy; as a fallback (`hint_for`), with the hint."""
+        lww = self.props_for(msg.bucket).last_write_wins
+        where = (msg.partition, msg.bucket, msg.key)
+        if msg.hint_for is None or msg.hint_for == self.name or self.handoff is None:
+            replica.merge_local(self.storage, *where, msg.obj, durable=msg.durable, lww=lww)
+            return
+        dropped = store_hinted(
+            self.handoff.hints, msg.hint_for, *where, incoming=msg.obj, now_ms=now_ms, durable=msg.durable,
+            lww=lww,
+        )
+        if dropped is not None:
+            self.handoff.dropped(dropped)
 
     def _on_coordinator_message(self, src: str, msg: PeerMessage, now_ms: int, out: list[Effect]) -> None:
         """The coordinator side: answers to requests in flight (late or unknown ones are dropped)."""

@@ -186,6 +186,8 @@ class HintLog:
         self.timing = timing
         self.counters = counters
         self.is_primary = is_primary
+        # Test-only defects (Settings.defects, set by the node); empty in production.
+        self.defects: frozenset[str] = frozenset()
         self._targets: dict[str, _Target] = {}
         self._total = 0
         self._revision = self._rebuild()
@@ -429,6 +431,16 @@ class HintSource:
         return self.hints.pending(self.target, self._partition)
 
     def read(self, after: bytes | None, bytes_max: int) -> Chunk:
+        chunk = self._read(after, bytes_max)
+        if "hint-deleted-before-ack" in self.hints.defects:
+            # A deliberate bug, switched on only by the simulator's sweep (sim/sweep.py) to show that its
+            # checkers catch it: settle the hints (and the fallback's copies) before the target acked.
+            write = self.hints.ack_ops(self.target, chunk.marks)
+            self.storage.write_batch(list(write.ops), durable=True)
+            self.hints.applied(write)
+        return chunk
+
+    def _read(self, after: bytes | None, bytes_max: int) -> Chunk:
         entries: list[TransferEntry] = []
         marks: list[tuple[bytes, bytes]] = []
         size = 0

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from dynakv.core.config import Quorum
 from dynakv.core.objects import Content
+from dynakv.protocol.admin_messages import AdminReply, AdminRequest
+from dynakv.protocol.liveness import Ping, Pong
 
 # ---------------------------------------------------------------------------------------------------
 # Client requests (native protocol; the HTTP API maps onto the same ones)
@@ -121,6 +123,7 @@ ServiceRequest = (
     | SetBucketProps
     | ResetBucketProps
     | PreflistRequest
+    | AdminRequest
 )
 NodeRequest = ClientRequest | ServiceRequest
 
@@ -210,7 +213,7 @@ class PreflistReply:
     entries: tuple[PreflistEntry, ...]
 
 
-ServiceReply = ListReply | BucketPropsReply | PreflistReply | Failure
+ServiceReply = ListReply | BucketPropsReply | PreflistReply | AdminReply | Failure
 NodeReply = ClientReply | ServiceReply
 
 
@@ -241,6 +244,8 @@ class ReplicaPut:
     """Merge `obj` (the coordinator's new object, encoded) into the replica's copy and acknowledge.
 
     `durable` asks the replica to make the write crash-proof before acknowledging (counts toward dw).
+    `hint_for` names the unreachable primary a fallback stands in for: the fallback stores the object
+    with a hint naming it, to hand it over once that primary answers again (protocol/hints.py).
     """
 
     req_id: int
@@ -249,6 +254,7 @@ class ReplicaPut:
     key: bytes
     obj: bytes
     durable: bool
+    hint_for: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -475,4 +481,6 @@ PeerMessage = (
     | AeKeysRequest
     | AeKeysReply
     | AeObjects
+    | Ping
+    | Pong
 )

@@ -11,7 +11,10 @@ from __future__ import annotations
 from collections import Counter
 
 from dynakv.core.ring import Ring
-from dynakv.protocol import data_path
+from dynakv.protocol import node_admin
+from dynakv.protocol.admin_messages import RepairRequest, RepairStatusRequest, StatusRequest
+from dynakv.protocol.ae_peer import AeMessage
+from dynakv.protocol.availability import Availability, AvailabilityMessage
 from dynakv.protocol.data_path import DataPath, Settings
 from dynakv.protocol.effects import Effect, Reply
 from dynakv.protocol.events import (
@@ -36,9 +39,12 @@ from dynakv.protocol.messages import (
     PutRequest,
     ServiceRequest,
 )
+from dynakv.protocol.notices import Notices
+from dynakv.protocol.pending import ClientOrigin
 from dynakv.protocol.ports import StorageEngine
 from dynakv.protocol.preflists import preflist_reply
 from dynakv.protocol.props_service import PropsService
+from dynakv.protocol.tracked_storage import TrackedStorage
 
 
 class Node:
@@ -53,6 +59,8 @@ class Node:
         settings: Settings | None = None,
     ) -> None:
         self.name = name
+        # Every write path below gets the wrapper, so the anti-entropy trees see every data change.
+        self.storage = storage = TrackedStorage(storage)
         self.counters: Counter[str] = Counter()
         settings = settings or Settings()
         # Loads the bucket props persisted in storage, so a restarted node serves them at once.
@@ -61,33 +69,59 @@ class Node:
             name, actor, ring, storage, settings=settings, counters=self.counters, props=self.props.table
         )
         self.listings = Listings(self.data)
+        self.ae = node_admin.build_anti_entropy(
+            name, ring, self.storage, settings, self.counters, last_write_wins=self._last_write_wins
+        )
+        # Lines for the operator's log (a hint dropped at a bound): the driver drains them after each
+        # handle with `take_notices`.
+        self.notices = Notices(self.counters)
+        # Failure detection, sloppy quorum's view of who is down, and hinted handoff (hints are
+        # rebuilt from storage here, so a restarted node replays what it held).
+        self.availability = Availability(
+            ring, storage, settings=settings, data=self.data, listings=self.listings, notices=self.notices
+        )
 
     def handle(self, event: Event, now_ms: int) -> list[Effect]:
         out: list[Effect] = []
         match event:
             case MessageReceived(src, msg):
                 assert src != self.name, "a node never sends to itself"
-                if isinstance(msg, KeyListRequest | KeyListReply):
+                self.availability.heard(src, now_ms, out)
+                if isinstance(msg, AvailabilityMessage):
+                    self.availability.on_message(src, msg, now_ms, out)
+                elif isinstance(msg, KeyListRequest | KeyListReply):
                     self.listings.on_message(src, msg, now_ms, out)
                 elif isinstance(msg, BucketPropsPush | BucketPropsDigest):
                     self.props.on_message(src, msg, out)
+                elif isinstance(msg, AeMessage):
+                    self.ae.on_message(src, msg, now_ms, out)
                 else:
                     self.data.on_message(src, msg, now_ms, out)
             case ClientRequestReceived(ref, request):
                 if isinstance(request, GetRequest | PutRequest | DeleteRequest):
-                    self.data.on_client_request(data_path.ClientOrigin(ref), request, now_ms, out)
+                    self.data.on_client_request(ClientOrigin(ref), request, now_ms, out)
                 else:
                     self._on_service_request(ref, request, now_ms, out)
             case Tick():
                 self.data.on_tick(now_ms, out)
                 self.listings.on_tick(now_ms, out)
+                # After the deadlines above: a request due now times out rather than fails on a view change.
+                self.availability.on_tick(now_ms, out)
                 self.props.on_tick(now_ms, self.data.down, out)
+                self.ae.on_tick(now_ms, out, down=self.data.down)
             case PeerConnected(node):
-                self.data.down.discard(node)
+                self.availability.link_made(node, now_ms, out)
             case PeerDisconnected(node):
-                self.data.on_peer_down(node, now_ms, out)
-                self.listings.on_peer_down(node, now_ms, out)
+                self.availability.link_lost(node, now_ms, out)
+        self.storage.end_turn()  # values read this turn may change behind the node's back before the next
         return out
+
+    def take_notices(self) -> list[str]:
+        """The log lines added since the last call (the driver logs them at WARNING)."""
+        return self.notices.take()
+
+    def _last_write_wins(self, bucket: bytes) -> bool:
+        return self.data.props_for(bucket).last_write_wins
 
     def _on_service_request(self, ref: int, request: ServiceRequest, now_ms: int, out: list[Effect]) -> None:
         if isinstance(request, ListKeysRequest | ListBucketsRequest):
@@ -95,6 +129,10 @@ class Node:
             return
         if isinstance(request, PreflistRequest):
             out.append(Reply(ref, preflist_reply(self.data, request)))
+            return
+        if isinstance(request, RepairRequest | RepairStatusRequest | StatusRequest):
+            reply = node_admin.answer_admin(request, self.name, self.ae, self.counters, self.data.down)
+            out.append(Reply(ref, reply))
             return
         # What is left is a bucket props request (GetBucketProps, SetBucketProps, ResetBucketProps).
         # The reply goes first: the pushes to peers that a change makes follow it in `out`.

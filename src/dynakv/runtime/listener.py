@@ -7,7 +7,8 @@ message attributed to the peer the Hello named. Replies to it go over our own ou
 
 Client port (the native protocol): the client says Hello first with role "client"; any cluster name
 is accepted (a client may not know it yet) and we answer with a Hello carrying ours, so the client
-can check. Then each frame is a numbered request; many may be in flight on one connection and
+can check. Then each frame is a numbered request (an object request, or a service request: listings,
+bucket props, preflists, repair, status); many may be in flight on one connection and
 replies go back in whatever order they complete, each carrying its request id. At most
 `CLIENT_PENDING_MAX` requests per connection are in flight: past that a request is answered at once
 with an "overloaded" failure (a typed result, as the Node does at its own bound). When the client
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from typing import Final, Protocol
 
 from dynakv.protocol.events import MessageReceived
-from dynakv.protocol.messages import ClientReply, ClientRequest, Failure, FailureKind
+from dynakv.protocol.messages import Failure, FailureKind, NodeReply, NodeRequest
 from dynakv.runtime.framed import FramedProtocol, HelloRejected, Host, make_hello
 from dynakv.wire.codec import Hello, decode_client_request, decode_peer, encode_client_reply
 
@@ -57,7 +58,7 @@ class InboundPeerProtocol(FramedProtocol):
 
 
 class ClientHost(Host, Protocol):
-    def submit(self, conn: ClientProtocol, request_id: int, request: ClientRequest) -> None:
+    def submit(self, conn: ClientProtocol, request_id: int, request: NodeRequest) -> None:
         """Hand a client request to the Node; its reply comes back through `conn.reply`."""
         ...
 
@@ -85,7 +86,7 @@ class ClientProtocol(FramedProtocol):
         self.pending += 1
         self.client_host.submit(self, request_id, request)
 
-    def reply(self, request_id: int, reply: ClientReply) -> None:
+    def reply(self, request_id: int, reply: NodeReply) -> None:
         if self.closed:
             return
         self._replies.append(encode_client_reply(request_id, reply))

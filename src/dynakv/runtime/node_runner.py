@@ -34,16 +34,7 @@ from dynakv.core.errors import ConfigError
 from dynakv.protocol.data_path import Settings
 from dynakv.protocol.effects import Reply, Send
 from dynakv.protocol.events import ClientRequestReceived, Event, Tick
-from dynakv.protocol.messages import (
-    ClientRequest,
-    DeleteReply,
-    Failure,
-    GetReply,
-    NodeReply,
-    NodeRequest,
-    PeerMessage,
-    PutReply,
-)
+from dynakv.protocol.messages import NodeReply, NodeRequest, PeerMessage
 from dynakv.protocol.node import Node
 from dynakv.protocol.ports import StorageEngine, StorageError
 from dynakv.runtime import node_state
@@ -115,6 +106,9 @@ class NodeRunner:
             self.exit_code = EXIT_CRASHED
             self._stop.set()
             return
+        if self.node.notices:  # what the node asks an operator to read (a hint dropped at a bound)
+            for line in self.node.take_notices():
+                log.warning("%s", line)
         # A fan-out is one message object sent to several peers: encode it once (objects can be MiBs).
         last: tuple[PeerMessage, bytes] | None = None
         for effect in effects:
@@ -137,8 +131,6 @@ class NodeRunner:
             return
         conn, request_id = entry
         conn.pending -= 1
-        # The native protocol carries only object requests, so their replies are object replies.
-        assert isinstance(effect.reply, GetReply | PutReply | DeleteReply | Failure), effect.reply
         conn.reply(request_id, effect.reply)
 
     def mark_dirty(self, writer: Flushable) -> None:
@@ -149,7 +141,7 @@ class NodeRunner:
         for writer in dirty:
             writer.flush()
 
-    def submit(self, conn: ClientProtocol, request_id: int, request: ClientRequest) -> None:
+    def submit(self, conn: ClientProtocol, request_id: int, request: NodeRequest) -> None:
         self._next_ref += 1
         self._refs[self._next_ref] = (conn, request_id)
         self.metrics.started(self._next_ref, request)

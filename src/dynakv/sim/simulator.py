@@ -83,6 +83,7 @@ class Simulation:
         self.nodes: dict[str, Node | None] = {}
         self.incarnations = dict.fromkeys(self.storage, 0)
         self.replies: dict[int, NodeReply] = {}
+        self._on_reply: dict[int, Callable[[NodeReply], None]] = {}
         self._heap: list[_Scheduled] = []
         self._seq = 0
         self._next_ref = 0
@@ -96,9 +97,15 @@ class Simulation:
 
     # -- the script's verbs -----------------------------------------------------------------------------
 
-    def submit(self, node: str, request: NodeRequest) -> int:
-        """Send a client request to `node` now; the reply lands in `replies[ref]`."""
+    def submit(
+        self, node: str, request: NodeRequest, on_reply: Callable[[NodeReply], None] | None = None
+    ) -> int:
+        """Send a client request to `node` now; the reply lands in `replies[ref]`, or with `on_reply`
+        is handed to it the moment it arrives (a simulated client reacting at once). A request whose
+        node crashes gets no reply at all: clients keep deadlines of their own."""
         self._next_ref += 1
+        if on_reply is not None:
+            self._on_reply[self._next_ref] = on_reply
         self._push(self.now_ms, node, ClientRequestReceived(self._next_ref, request))
         return self._next_ref
 
@@ -259,7 +266,11 @@ class Simulation:
             if isinstance(effect, Send):
                 self._send(src, effect.dst, effect.msg)
             elif isinstance(effect, Reply):
-                self.replies[effect.ref] = effect.reply
+                callback = self._on_reply.pop(effect.ref, None)
+                if callback is None:
+                    self.replies[effect.ref] = effect.reply
+                else:
+                    callback(effect.reply)
 
     def _send(self, src: str, dst: str, msg: PeerMessage) -> None:
         for delay in self.network.route(src, dst, msg, self.latency_ms, self.rng):

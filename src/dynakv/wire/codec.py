@@ -20,6 +20,7 @@ from dynakv.core import codec
 from dynakv.core.codec import want_bool, want_bytes, want_int, want_list_of, want_optional, want_str
 from dynakv.core.errors import DecodeError, RemoteProtocolError
 from dynakv.core.objects import Content, content_from_payload, content_to_payload
+from dynakv.protocol.liveness import Ping, Pong
 from dynakv.protocol.messages import (
     AeKeysReply,
     AeKeysRequest,
@@ -40,6 +41,8 @@ from dynakv.protocol.messages import (
     GetRequest,
     KeyListReply,
     KeyListRequest,
+    NodeReply,
+    NodeRequest,
     PeerMessage,
     PutReply,
     PutRequest,
@@ -52,12 +55,22 @@ from dynakv.protocol.messages import (
     TransferBatch,
 )
 from dynakv.wire.ae_codec import AE_TAGS, ae_fields, decode_ae
+from dynakv.wire.liveness_codec import LIVENESS_TAGS, decode_liveness, liveness_fields
 from dynakv.wire.props_codec import PROPS_TAGS, decode_props, props_fields
+from dynakv.wire.service_codec import (
+    SERVICE_REPLY_TAGS,
+    SERVICE_REQUEST_TAGS,
+    decode_service_reply,
+    decode_service_request,
+    service_reply_fields,
+    service_request_fields,
+)
 from dynakv.wire.transfer_codec import TRANSFER_TAGS, decode_transfer, transfer_fields
 
 PROTOCOL_VERSION: Final = 1
 _INT64_MAX: Final = (1 << 63) - 1
 _QUORUM_NAME_MAX: Final = 16
+_NODE_NAME_MAX: Final = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +92,10 @@ _FORWARD_REQUEST, _FORWARD_REPLY = 6, 7
 _KEY_LIST_REQUEST, _KEY_LIST_REPLY = 10, 11
 # 12 and 13: transfers (wire/transfer_codec.py).
 # 16-19 and 23: anti-entropy (wire/ae_codec.py).
+# 24 and 25: probes (wire/liveness_codec.py).
 _GET, _PUT, _DELETE = 20, 21, 22
 _GET_REPLY, _PUT_REPLY, _DELETE_REPLY, _FAILURE = 30, 31, 32, 33
+# 40-48 and 50-54: service requests and replies on client connections (wire/service_codec.py).
 
 
 def _quorum(value: Any, field: str) -> int | str | None:
@@ -213,22 +228,37 @@ def _decode_reply(tag: int, f: list[Any]) -> ClientReply:
     raise DecodeError(f"tag {tag} with {len(f)} fields is not a client reply")
 
 
-def encode_client_request(request_id: int, request: ClientRequest) -> bytes:
-    fields = _request_fields(request)
+def encode_client_request(request_id: int, request: NodeRequest) -> bytes:
+    # Service requests (listings, props, preflists, admin) have frames of their own (service_codec.py).
+    if isinstance(request, GetRequest | PutRequest | DeleteRequest):
+        fields = _request_fields(request)
+    else:
+        fields = service_request_fields(request)
     return codec.pack([fields[0], request_id, *fields[1:]])
 
 
-def encode_client_reply(request_id: int, reply: ClientReply) -> bytes:
-    fields = _reply_fields(reply)
+def encode_client_reply(request_id: int, reply: NodeReply) -> bytes:
+    if isinstance(reply, GetReply | PutReply | DeleteReply | Failure):
+        fields = _reply_fields(reply)
+    else:
+        fields = service_reply_fields(reply)
     return codec.pack([fields[0], request_id, *fields[1:]])
 
 
-def decode_client_request(data: bytes) -> tuple[int, ClientRequest]:
-    return _decode_numbered(data, _decode_request)
+def decode_client_request(data: bytes) -> tuple[int, NodeRequest]:
+    return _decode_numbered(data, _decode_node_request)
 
 
-def decode_client_reply(data: bytes) -> tuple[int, ClientReply]:
-    return _decode_numbered(data, _decode_reply)
+def decode_client_reply(data: bytes) -> tuple[int, NodeReply]:
+    return _decode_numbered(data, _decode_node_reply)
+
+
+def _decode_node_request(tag: int, f: list[Any]) -> NodeRequest:
+    return decode_service_request(tag, f) if tag in SERVICE_REQUEST_TAGS else _decode_request(tag, f)
+
+
+def _decode_node_reply(tag: int, f: list[Any]) -> NodeReply:
+    return decode_service_reply(tag, f) if tag in SERVICE_REPLY_TAGS else _decode_reply(tag, f)
 
 
 def _decode_numbered(data: bytes, decode: Callable[[int, list[Any]], Any]) -> tuple[int, Any]:
@@ -250,8 +280,10 @@ def _peer_fields(msg: PeerMessage) -> list[Any]:
             return [_REPLICA_GET, req_id, partition, bucket, key]
         case ReplicaGetReply(req_id, obj, ok):
             return [_REPLICA_GET_REPLY, req_id, obj, ok]
-        case ReplicaPut(req_id, partition, bucket, key, obj, durable):
-            return [_REPLICA_PUT, req_id, partition, bucket, key, obj, durable]
+        case ReplicaPut(req_id, partition, bucket, key, obj, durable, hint_for):
+            # The hint's target only when there is one: the common frame stays as it was.
+            fields = [_REPLICA_PUT, req_id, partition, bucket, key, obj, durable]
+            return fields if hint_for is None else [*fields, hint_for]
         case ReplicaPutAck(req_id, ok, durable):
             return [_REPLICA_PUT_ACK, req_id, ok, durable]
         case ReadRepair(partition, bucket, key, obj):
@@ -268,8 +300,8 @@ def _peer_fields(msg: PeerMessage) -> list[Any]:
             return [_KEY_LIST_REPLY, req_id, list(names), done, ok, seq]
         case AeNodesRequest() | AeNodesReply() | AeKeysRequest() | AeKeysReply() | AeObjects():
             return ae_fields(msg)
-        case TransferBatch() | TransferAck():
-            return transfer_fields(msg)
+        case TransferBatch() | TransferAck() | Ping() | Pong():
+            return liveness_fields(msg) if isinstance(msg, Ping | Pong) else transfer_fields(msg)
     raise AssertionError(f"not a peer message: {msg!r}")
 
 
@@ -278,6 +310,15 @@ def _nested(value: Any, field: str, decode: Callable[[int, list[Any]], Any]) -> 
     if not items:
         raise DecodeError(f"{field}: empty")
     return decode(want_int(items[0], f"{field}.tag"), items[1:])
+
+
+# The peer messages whose fields live in modules of their own, by their tags.
+_SUB_DECODERS: Final[tuple[tuple[frozenset[int], Callable[[int, list[Any]], PeerMessage]], ...]] = (
+    (AE_TAGS, decode_ae),
+    (TRANSFER_TAGS, decode_transfer),
+    (LIVENESS_TAGS, decode_liveness),
+    (PROPS_TAGS, decode_props),
+)
 
 
 def _decode_peer(tag: int, f: list[Any]) -> PeerMessage:
@@ -289,7 +330,10 @@ def _decode_peer(tag: int, f: list[Any]) -> PeerMessage:
         return ReplicaGetReply(
             _u64(f[0], "req_id"), want_optional(f[1], "obj", want_bytes), want_bool(f[2], "ok")
         )
-    if tag == _REPLICA_PUT and len(f) == 6:
+    if tag == _REPLICA_PUT and len(f) in (6, 7):
+        hint_for = want_str(f[6], "hint_for") if len(f) == 7 else None
+        if hint_for is not None and not 0 < len(hint_for.encode()) <= _NODE_NAME_MAX:
+            raise DecodeError(f"hint_for: a node name is 1 to {_NODE_NAME_MAX} bytes")
         return ReplicaPut(
             _u64(f[0], "req_id"),
             _u64(f[1], "partition"),
@@ -297,6 +341,7 @@ def _decode_peer(tag: int, f: list[Any]) -> PeerMessage:
             want_bytes(f[3], "key"),
             want_bytes(f[4], "obj"),
             want_bool(f[5], "durable"),
+            hint_for,
         )
     if tag == _REPLICA_PUT_ACK and len(f) == 3:
         return ReplicaPutAck(_u64(f[0], "req_id"), want_bool(f[1], "ok"), want_bool(f[2], "durable"))
@@ -313,12 +358,9 @@ def _decode_peer(tag: int, f: list[Any]) -> PeerMessage:
         return ForwardReply(_u64(f[0], "req_id"), _nested(f[1], "reply", _decode_reply))
     if tag in (_KEY_LIST_REQUEST, _KEY_LIST_REPLY):
         return _decode_key_list(tag, f)
-    if tag in AE_TAGS:
-        return decode_ae(tag, f)
-    if tag in TRANSFER_TAGS:
-        return decode_transfer(tag, f)
-    if tag in PROPS_TAGS:
-        return decode_props(tag, f)
+    for tags, decode in _SUB_DECODERS:
+        if tag in tags:
+            return decode(tag, f)
     raise DecodeError(f"tag {tag} with {len(f)} fields is not a peer message")
 
 

@@ -1,0 +1,166 @@
+"""One seeded run of the cart workload under the nemesis, and the checkers after heal and quiesce.
+
+A run: a `Simulation` of `nodes` nodes, the nemesis' faults (faults.py) over the workload's window, the
+cart clients (workload.py) beside them; then everything healed (network, paused nodes resumed, crashed
+nodes restarted), the clients finished, and the cluster left alone until it is quiet: no hint left on
+any node and, when the Node runs anti-entropy, equal Merkle roots on every partition's primaries, or
+until `quiesce_ms_max` of virtual time has passed. Then the checkers (checkers.py) look at storage.
+
+Everything is a function of the seed and the `RunConfig`, so `replay_command` is all it takes to run a
+failing seed again: `python -m dynakv.sim --seed N` plus the flags that differ from the defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dynakv.core.config import ClusterConfig, Timing
+from dynakv.protocol.data_path import Settings
+from dynakv.sim import checkers
+from dynakv.sim.checkers import Check
+from dynakv.sim.faults import Nemesis, NemesisSettings
+from dynakv.sim.simulator import Simulation
+from dynakv.sim.workload import CartSettings, CartWorkload
+
+# Test-only defects a run can switch on, to prove the checkers catch what they are meant to.
+DEFECTS = ("hint-deleted-before-ack",)
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    nodes: int = 5
+    partitions: int = 16
+    cart: CartSettings = field(default_factory=CartSettings)
+    faults_max: int = 6
+    # Short, so that a quiesce sees every partition's exchanges within seconds of virtual time (with
+    # `partitions` 16 and 5 nodes, each node initiates about 20 exchanges per round).
+    anti_entropy_interval_ms: int = 500
+    settle_ms: int = 10_000  # time left alone after the heal before quiescence is looked for
+    quiesce_ms_max: int = 120_000
+    defects: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        assert self.nodes >= 1 and self.settle_ms >= 0 and self.quiesce_ms_max >= 0
+        unknown = sorted(self.defects - set(DEFECTS))
+        assert not unknown, f"unknown defects {unknown}; known: {list(DEFECTS)}"
+
+    def node_names(self) -> list[str]:
+        return [f"n{i + 1}" for i in range(self.nodes)]
+
+    def settings(self) -> Settings:
+        # `defects` is the one test-only switch on the Node's settings (protocol/data_path.py).
+        return Settings(
+            cluster=ClusterConfig(partitions=self.partitions),
+            timing=Timing(anti_entropy_interval_ms=self.anti_entropy_interval_ms),
+            defects=self.defects,
+        )
+
+
+def replay_command(seed: int, config: RunConfig) -> str:
+    """The command that runs `seed` again with `config` (only the flags that differ from the defaults)."""
+    parts = ["python -m dynakv.sim", f"--seed {seed}"]
+    default = RunConfig()
+    if config.nodes != default.nodes:
+        parts.append(f"--nodes {config.nodes}")
+    if config.cart.keys != default.cart.keys:
+        parts.append(f"--keys {config.cart.keys}")
+    if config.cart.clients != default.cart.clients:
+        parts.append(f"--clients {config.cart.clients}")
+    if config.cart.adds_per_client != default.cart.adds_per_client:
+        parts.append(f"--adds {config.cart.adds_per_client}")
+    parts.extend(f"--broken {defect}" for defect in sorted(config.defects))
+    return " ".join(parts)
+
+
+@dataclass(slots=True)
+class RunResult:
+    seed: int
+    config: RunConfig
+    checks: list[Check]
+    acknowledged: int
+    attempted: int
+    faults: list[str]
+    digest: str
+    quiet: bool  # whether quiescence was reached before quiesce_ms_max
+    end_ms: int
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    def summary(self) -> str:
+        verdict = "ok" if self.passed else "FAILED"
+        skipped = [c.name for c in self.checks if c.skipped is not None]
+        notes = f", skipped: {'; '.join(skipped)}" if skipped else ""
+        quiet = "" if self.quiet else ", not quiet at the limit"
+        return (
+            f"seed {self.seed}: {verdict}: {self.acknowledged}/{self.attempted} adds acknowledged, "
+            f"{len(self.faults)} faults, {self.end_ms} ms, digest {self.digest[:16]}{quiet}{notes}"
+        )
+
+    def report(self) -> str:
+        lines = [self.summary(), *(f"  {check.describe()}" for check in self.checks)]
+        lines.append(f"  faults: {'; '.join(self.faults) or 'none'}")
+        if not self.passed:
+            lines.append(f"  replay: {replay_command(self.seed, self.config)}")
+        return "\n".join(lines)
+
+
+class SeedFailed(AssertionError):
+    """A seed whose checks failed; the message names the seed, the violations and the replay command."""
+
+    def __init__(self, result: RunResult) -> None:
+        super().__init__(result.report())
+        self.result = result
+
+
+def run_seed(seed: int, config: RunConfig | None = None) -> RunResult:
+    """Run `seed` end to end and check it; never raises for a failed check (see `check_seed`)."""
+    config = config or RunConfig()
+    sim = Simulation(config.node_names(), seed, settings=config.settings())
+    faults = NemesisSettings(faults_max=config.faults_max, window_ms=config.cart.window_ms)
+    nemesis = Nemesis(sim, settings=faults)
+    workload = CartWorkload(sim, config.cart)
+    monitor = checkers.DotMonitor(sim, workload)
+    healed_ms = nemesis.start()
+    workload.start()
+    monitor.start()
+    limit_ms = config.cart.window_ms + 4 * config.cart.client_timeout_ms
+    sim.run_until(lambda: sim.now_ms >= healed_ms and workload.done(), limit_ms)
+    assert sim.active_faults() == [], f"seed {seed}: still in force after the heal: {sim.active_faults()}"
+    monitor.stop_ms = sim.now_ms + config.settle_ms
+    sim.run_for(config.settle_ms)
+    quiet = _quiesce(sim, config.quiesce_ms_max)
+    return RunResult(
+        seed,
+        config,
+        checkers.run_all(sim, workload, monitor),
+        workload.tally.acknowledged,
+        len(workload.written),
+        [fault.describe() for fault in nemesis.faults],
+        sim.digest(),
+        quiet,
+        sim.now_ms,
+    )
+
+
+def check_seed(seed: int, config: RunConfig | None = None) -> RunResult:
+    """Run `seed`; raise `SeedFailed` (with the replay command) if a checker found a violation."""
+    result = run_seed(seed, config)
+    if not result.passed:
+        raise SeedFailed(result)
+    return result
+
+
+def _quiet(sim: Simulation) -> bool:
+    return checkers.hints_drained(sim).passed and checkers.merkle_roots(sim, against_storage=False).passed
+
+
+def _quiesce(sim: Simulation, limit_ms: int, step_ms: int = 1_000) -> bool:
+    """Run until the cluster is quiet (see the module docstring), at most `limit_ms`; whether it is."""
+    end_ms = sim.now_ms + limit_ms
+    while not _quiet(sim):
+        if sim.now_ms >= end_ms:
+            return False
+        sim.run_for(step_ms)
+    return True
