@@ -4,7 +4,8 @@
 2000 more are opt-in (`-m slow`). The checkers are shown able to fail: each is fed a planted violation,
 and a node with a deliberate defect (a hint deleted before its acknowledgement) fails the acknowledged
 adds checker in a scripted story. The random sweep rarely exposes that defect: a hinted write usually
-also reached a primary, and anti-entropy then repairs the others whatever the hints did.
+also reached a primary, and anti-entropy then repairs the others whatever the hints did. A fallback that
+stores no hint at all (`hint-not-stored`) is caught by the random sweep itself: its copy never leaves.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ SWEEP_SEEDS = range(200)
 SLOW_SEEDS = range(200, 2200)
 CHUNK = 10
 BROKEN = "hint-deleted-before-ack"
+NO_HINT = "hint-not-stored"
 
 
 def chunks(seeds: range) -> list[range]:
@@ -135,6 +137,7 @@ def test_the_checker_catches_a_hint_deleted_before_its_acknowledgement() -> None
         "siblings form an antichain: ok",
         "Merkle roots agree across primaries: ok",
         "hint queues are empty: ok",
+        "fallbacks kept no copies: ok",
     ]
     broken = hinted_write_whose_batches_are_lost(frozenset({BROKEN}))
     assert not broken[0].passed and len(broken[0].violations) == 3, broken[0].describe()  # every primary
@@ -210,3 +213,37 @@ def test_the_merkle_checker_sees_a_replica_changed_behind_its_tree() -> None:
     sim.storage[node].delete(partition, CART_BUCKET, key)  # straight into the engine: no tree sees it
     violations = checkers.merkle_roots(sim).violations
     assert f"partition {partition}: {node}'s tree disagrees with its own storage" in violations
+
+
+def test_the_sweep_catches_a_fallback_that_stores_no_hint() -> None:
+    config = RunConfig(defects=frozenset({NO_HINT}))
+    results = [run_seed(seed, config) for seed in range(10)]
+    failed = [r for r in results if not r.passed]
+    assert failed, "no seed of 10 exposed a fallback that keeps its copy and forgets the hint"
+    for result in failed:
+        broken = [c.name for c in result.checks if not c.passed]
+        assert broken == ["fallbacks kept no copies"], result.report()
+        assert f"--broken {NO_HINT}" in replay_command(result.seed, config)
+
+
+def test_without_anti_entropy_hints_and_read_repair_still_bring_every_add_to_every_primary() -> None:
+    config = RunConfig(anti_entropy=False)
+    assert replay_command(5, config) == "python -m dynakv.sim --seed 5 --no-anti-entropy"
+    for seed in range(10):
+        result = check_seed(seed, config)
+        merkle = next(c for c in result.checks if c.name == checkers.MERKLE_CHECK)
+        assert merkle.skipped == "anti-entropy off"
+
+
+def test_the_stray_copy_checker_sees_a_copy_left_on_a_fallback() -> None:
+    sim, workload = quiet_run()
+    assert checkers.no_stray_copies(sim, workload).passed
+    key = b"cart0"
+    fallback = sorted(set(sim.storage) - set(checkers.key_primaries(sim, key)))[0]
+    primary = checkers.key_primaries(sim, key)[0]
+    partition = sim.ring.partition_for_key(CART_BUCKET, key)
+    data = sim.storage[primary].get(partition, CART_BUCKET, key)
+    assert data is not None
+    sim.storage[fallback].put(partition, CART_BUCKET, key, data)
+    violations = checkers.no_stray_copies(sim, workload).violations
+    assert len(violations) == 1 and violations[0].startswith(f"{fallback} still holds cart0"), violations

@@ -396,6 +396,11 @@ def store_hinted(
     current = data if data is not None else stored
     assert current is not None
     ops: list[WriteOp] = [] if data is None else [PutOp(partition, bucket, key, data)]
+    if "hint-not-stored" in hints.defects:
+        # A deliberate bug, switched on only by the simulator's sweep (sim/sweep.py): the fallback keeps
+        # the object but forgets whom it is for, so nothing ever hands it to the primary.
+        storage.write_batch(ops, durable=durable)
+        return None
     recorded = hints.record_ops(hint_for, partition, bucket, key, size=len(current), now_ms=now_ms)
     if isinstance(recorded, Dropped):
         storage.write_batch(ops, durable=durable)

@@ -3,6 +3,7 @@
     python -m dynakv.sim --seed 1234              # one seed, the report of every checker
     python -m dynakv.sim --seeds 0:200            # seeds 0..199, one line each; stops at the first failure
     python -m dynakv.sim --seeds 0:50 --broken hint-deleted-before-ack   # a deliberately broken node
+    python -m dynakv.sim --seeds 0:200 --no-anti-entropy     # hinted handoff as the only repair path
 
 Exits 0 when every seed passed, 1 at the first failing seed (after printing its report and the command
 that replays it), 2 for bad arguments.
@@ -44,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
         "--adds", type=int, default=default.cart.adds_per_client, help="adds per client (default %(default)s)"
     )
     parser.add_argument(
+        "--no-anti-entropy",
+        action="store_true",
+        help="no periodic anti-entropy: hinted handoff and read repair are the only repair paths",
+    )
+    parser.add_argument(
         "--broken", action="append", choices=DEFECTS, default=[], help="switch on a test-only defect"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="every checker's report for each seed")
@@ -53,7 +59,13 @@ def _parser() -> argparse.ArgumentParser:
 def _config(args: argparse.Namespace) -> RunConfig:
     default = RunConfig()
     cart = replace(default.cart, keys=args.keys, clients=args.clients, adds_per_client=args.adds)
-    return replace(default, nodes=args.nodes, cart=cart, defects=frozenset(args.broken))
+    return replace(
+        default,
+        nodes=args.nodes,
+        cart=cart,
+        defects=frozenset(args.broken),
+        anti_entropy=not args.no_anti_entropy,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

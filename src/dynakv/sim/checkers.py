@@ -120,11 +120,14 @@ def _trees(node: object) -> Any:
     return getattr(anti_entropy, "trees", None)
 
 
+MERKLE_CHECK = "Merkle roots agree across primaries"
+
+
 def merkle_roots(sim: Simulation, *, against_storage: bool = True) -> Check:
     """Equal roots per partition across its primaries; with `against_storage`, each tree also equal
     to one built afresh from its node's storage (a tree that missed a write would agree with its
     peers' and still be wrong)."""
-    check = Check("Merkle roots agree across primaries")
+    check = Check(MERKLE_CHECK)
     running = [node for _, node in sorted(sim.nodes.items()) if node is not None]
     if not running or any(_trees(node) is None for node in running):
         check.skipped = "the Node keeps no anti-entropy trees (node.ae.trees) yet"
@@ -155,6 +158,20 @@ def _root_violations(sim: Simulation, against_storage: bool) -> Iterator[str]:
         if len(set(roots.values())) > 1:
             shown = ", ".join(f"{name} {root.hex()[:12]}" for name, root in sorted(roots.items()))
             yield f"partition {partition}: roots differ: {shown}"
+
+
+def no_stray_copies(sim: Simulation, workload: CartWorkload) -> Check:
+    """Handoff finished: no node keeps a cart it is not a primary of. A fallback's copy leaves once
+    the primary acknowledged it (hints are never dropped or expired in a sweep), and neither read
+    repair nor anti-entropy writes to a fallback, so a copy left behind is a handoff that never ran."""
+    check = Check("fallbacks kept no copies")
+    for key in workload.settings.key_names():
+        primaries = set(key_primaries(sim, key))
+        for name in sorted(set(sim.storage) - primaries):
+            if stored_object(sim, name, key) is not None:
+                owners = ", ".join(sorted(primaries))
+                check.violations.append(f"{name} still holds {key.decode()}, whose primaries are {owners}")
+    return check
 
 
 def hints_drained(sim: Simulation) -> Check:
@@ -218,6 +235,7 @@ def run_all(sim: Simulation, workload: CartWorkload, monitor: DotMonitor | None 
             antichain(sim, workload),
             merkle_roots(sim),
             hints_drained(sim),
+            no_stray_copies(sim, workload),
             *([] if monitor is None else [monitor.check()]),
         ]
     except DecodeError as err:
