@@ -6,11 +6,13 @@ Each node serves the native protocol on its client port and the Riak-compatible 
 port; cluster.json records both.
 
 Ports: members need each other's cluster addresses before any of them starts, so port 0 will not do.
-`dev` picks free ports itself: it binds port 0 on each node's address, reads the port the kernel chose,
-and closes the socket just before starting the nodes (all sockets stay open until every port is
-picked, so no two nodes get the same one). Another process can take a port in between; that node then
-fails to bind, and `dev` reports it with its log. Fixed base ports were the alternative, but they
-collide whenever two clusters (two test runs, two users) share a machine.
+`dev` picks free ports itself, below the kernel's ephemeral range (a port in that range can be taken by
+an outgoing connection while its node is down, so a restart could not bind it again): it binds a
+random free port on each node's address, and closes the socket just before starting the nodes (all
+sockets stay open until every port is picked, so no two nodes get the same one). Another process can
+take a port in between; that node then fails to bind, and `dev` reports it with its log. Fixed base
+ports were the alternative, but they collide whenever two clusters (two test runs, two users) share a
+machine.
 
 A re-run on an existing DIR restarts the same nodes from their data dirs (`dynakv node --data
 DIR/dev{i}`), with the addresses saved in their node.json. A node that dies is reported on stderr,
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import random
 import signal
 import socket
 import subprocess
@@ -97,6 +100,39 @@ def _hosts(count: int, base_ip: str | None) -> list[str]:
     return [parse_address(f"{first + i}:0", "base-ip").host for i in range(count)]
 
 
+# Where listening ports are drawn from: below the kernel's ephemeral range, which the nodes' own outgoing
+# connections use. A port drawn from that range (what binding port 0 gives) can be taken as the local
+# end of some connection while its node is down, and the node then cannot listen on it again when it
+# restarts ("address already in use"; it happened to the tests' relaunches).
+LISTEN_PORT_LOW = 10_000
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+PORT_TRIES = 64
+
+
+def _ephemeral_low() -> int | None:
+    """The first port of the kernel's ephemeral range, or None where it cannot be read (not Linux)."""
+    try:
+        low, _high = (int(part) for part in EPHEMERAL_RANGE_FILE.read_text().split())
+    except (OSError, ValueError):
+        return None
+    return low
+
+
+def _bind_listen_port(sock: socket.socket, host: str) -> None:
+    """Bind `sock` to a free port below the ephemeral range (random, so that two clusters on one machine
+    rarely try the same), or to any free port where there is no room below it."""
+    low = _ephemeral_low()
+    if low is not None and low - LISTEN_PORT_LOW > PORT_TRIES:
+        draw = random.Random()  # seeded from the OS: concurrent `dev` runs must not draw alike
+        for _ in range(PORT_TRIES):
+            try:
+                sock.bind((host, draw.randrange(LISTEN_PORT_LOW, low)))
+            except OSError:
+                continue
+            return
+    sock.bind((host, 0))
+
+
 def _free_ports(hosts: list[str]) -> list[tuple[int, int, int]]:
     """(cluster, client, http) ports per host, free at the time of asking (see the module docstring)."""
     held: list[socket.socket] = []
@@ -107,7 +143,7 @@ def _free_ports(hosts: list[str]) -> list[tuple[int, int, int]]:
             for _ in range(3):
                 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 held.append(sock)
-                sock.bind((host, 0))
+                _bind_listen_port(sock, host)
                 picked.append(sock.getsockname()[1])
             ports.append((picked[0], picked[1], picked[2]))
         return ports
