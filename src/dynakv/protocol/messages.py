@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from dynakv.core.config import Quorum
 from dynakv.core.objects import Content
 from dynakv.protocol.admin_messages import AdminReply, AdminRequest
+from dynakv.protocol.gossip_messages import GossipDigest, GossipState
 from dynakv.protocol.liveness import Ping, Pong
 
 # ---------------------------------------------------------------------------------------------------
@@ -483,4 +484,6 @@ PeerMessage = (
     | AeObjects
     | Ping
     | Pong
+    | GossipDigest
+    | GossipState
 )

@@ -8,13 +8,19 @@ order. Storage is a synchronous port, so a reply is emitted only after the write
 
 from __future__ import annotations
 
+import hashlib
+import random
 from collections import Counter
+from collections.abc import Sequence
 
+from dynakv.core import cluster_state as cs
+from dynakv.core.cluster_state import ClusterState
 from dynakv.core.ring import Ring
 from dynakv.protocol import node_admin
 from dynakv.protocol.admin_messages import RepairRequest, RepairStatusRequest, StatusRequest
 from dynakv.protocol.ae_peer import AeMessage
 from dynakv.protocol.availability import Availability, AvailabilityMessage
+from dynakv.protocol.cluster import ClusterWiring, live_members
 from dynakv.protocol.data_path import DataPath, Settings
 from dynakv.protocol.effects import Effect, Reply
 from dynakv.protocol.events import (
@@ -25,6 +31,8 @@ from dynakv.protocol.events import (
     PeerDisconnected,
     Tick,
 )
+from dynakv.protocol.gossip import GossipSettings, JoinIntent
+from dynakv.protocol.gossip_messages import GossipDigest, GossipState
 from dynakv.protocol.listing import Listings
 from dynakv.protocol.messages import (
     BucketPropsDigest,
@@ -35,6 +43,7 @@ from dynakv.protocol.messages import (
     KeyListRequest,
     ListBucketsRequest,
     ListKeysRequest,
+    PeerMessage,
     PreflistRequest,
     PutRequest,
     ServiceRequest,
@@ -47,22 +56,48 @@ from dynakv.protocol.props_service import PropsService
 from dynakv.protocol.tracked_storage import TrackedStorage
 
 
+def default_rng(name: str) -> random.Random:
+    """A generator seeded from the node's name: deterministic, different per node (drivers that want
+    fresh randomness hand in their own)."""
+    return random.Random(int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big"))
+
+
 class Node:
-    """`name` is the node's cluster name; `actor` the id it mints dots under (see data_path.py)."""
+    """`name` is the node's cluster name; `actor` the id it mints dots under (see data_path.py).
+
+    `cluster` is the cluster state to start from when the storage holds none: a `Ring` stands for a
+    statically configured cluster (`cluster_state.from_ring`). `rng` drives gossip's choice of peers;
+    `seeds` and `join` are gossip's (protocol/gossip.py)."""
 
     def __init__(
         self,
         name: str,
         actor: str,
-        ring: Ring,
+        cluster: Ring | ClusterState,
         storage: StorageEngine,
         settings: Settings | None = None,
+        *,
+        rng: random.Random | None = None,
+        seeds: Sequence[str] = (),
+        join: JoinIntent | None = None,
     ) -> None:
         self.name = name
         # Every write path below gets the wrapper, so the anti-entropy trees see every data change.
         self.storage = storage = TrackedStorage(storage)
         self.counters: Counter[str] = Counter()
         settings = settings or Settings()
+        initial = cs.from_ring(cluster) if isinstance(cluster, Ring) else cluster
+        self.cluster = ClusterWiring(
+            name,
+            initial,
+            storage,
+            rng=rng or default_rng(name),
+            settings=GossipSettings.from_timing(settings.timing),
+            counters=self.counters,
+            seeds=seeds,
+            join=join,
+        )
+        ring = self._ring_of(self.cluster.state, settings.cluster.partitions)
         # Loads the bucket props persisted in storage, so a restarted node serves them at once.
         self.props = PropsService(name, ring, storage, settings, self.counters)
         self.data = DataPath(
@@ -80,6 +115,8 @@ class Node:
         self.availability = Availability(
             ring, storage, settings=settings, data=self.data, listings=self.listings, notices=self.notices
         )
+        self.availability.set_members(live_members(self.cluster.state, name), ring)
+        self.cluster.on_change = self._on_cluster_change
 
     def handle(self, event: Event, now_ms: int) -> list[Effect]:
         out: list[Effect] = []
@@ -87,16 +124,7 @@ class Node:
             case MessageReceived(src, msg):
                 assert src != self.name, "a node never sends to itself"
                 self.availability.heard(src, now_ms, out)
-                if isinstance(msg, AvailabilityMessage):
-                    self.availability.on_message(src, msg, now_ms, out)
-                elif isinstance(msg, KeyListRequest | KeyListReply):
-                    self.listings.on_message(src, msg, now_ms, out)
-                elif isinstance(msg, BucketPropsPush | BucketPropsDigest):
-                    self.props.on_message(src, msg, out)
-                elif isinstance(msg, AeMessage):
-                    self.ae.on_message(src, msg, now_ms, out)
-                else:
-                    self.data.on_message(src, msg, now_ms, out)
+                self._on_peer_message(src, msg, now_ms, out)
             case ClientRequestReceived(ref, request):
                 if isinstance(request, GetRequest | PutRequest | DeleteRequest):
                     self.data.on_client_request(ClientOrigin(ref), request, now_ms, out)
@@ -109,12 +137,42 @@ class Node:
                 self.availability.on_tick(now_ms, out)
                 self.props.on_tick(now_ms, self.data.down, out)
                 self.ae.on_tick(now_ms, out, down=self.data.down)
+                self.cluster.on_tick(now_ms, self.data.down, out)
             case PeerConnected(node):
                 self.availability.link_made(node, now_ms, out)
             case PeerDisconnected(node):
                 self.availability.link_lost(node, now_ms, out)
         self.storage.end_turn()  # values read this turn may change behind the node's back before the next
         return out
+
+    def _on_peer_message(self, src: str, msg: PeerMessage, now_ms: int, out: list[Effect]) -> None:
+        if isinstance(msg, AvailabilityMessage):
+            self.availability.on_message(src, msg, now_ms, out)
+        elif isinstance(msg, KeyListRequest | KeyListReply):
+            self.listings.on_message(src, msg, now_ms, out)
+        elif isinstance(msg, BucketPropsPush | BucketPropsDigest):
+            self.props.on_message(src, msg, out)
+        elif isinstance(msg, AeMessage):
+            self.ae.on_message(src, msg, now_ms, out)
+        elif isinstance(msg, GossipDigest | GossipState):
+            self.cluster.on_message(src, msg, out)
+        else:
+            self.data.on_message(src, msg, now_ms, out)
+
+    def _ring_of(self, state: ClusterState, partitions: int) -> Ring:
+        """The ring the data path uses: the state's, or (a node that has not found its cluster yet)
+        one that names this node owner of everything, so it serves nothing but itself."""
+        if state.ring is not None:
+            return state.ring
+        return Ring(partitions, (self.name,) * partitions)
+
+    def _on_cluster_change(self, state: ClusterState) -> None:
+        """The ring or the member list changed (gossip, a commit, a flip): every component follows."""
+        ring = self._ring_of(state, self.data.cluster.partitions)
+        self.data.ring = ring
+        self.props.ring = ring
+        self.ae.set_ring(ring)
+        self.availability.set_members(live_members(state, self.name), ring)
 
     def take_notices(self) -> list[str]:
         """The log lines added since the last call (the driver logs them at WARNING)."""

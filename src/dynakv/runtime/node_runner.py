@@ -22,12 +22,14 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import signal
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final
 
+from dynakv.core import cluster_state as cs
 from dynakv.core.claim import claim
 from dynakv.core.config import Limits, Timing
 from dynakv.core.errors import ConfigError
@@ -72,7 +74,10 @@ class NodeRunner:
             config.bucket_props(),
         )
         ring = claim(sorted(config.members), config.partitions, config.n_val)
-        self.node = Node(config.name, actor, ring, storage, settings)
+        addresses = {name: str(address) for name, address in config.members.items()}
+        # A static cluster's state, used when the storage holds none (protocol/cluster.py).
+        initial = cs.from_ring(ring, addresses)
+        self.node = Node(config.name, actor, initial, storage, settings, rng=random.Random())
         self.name = config.name
         self.cluster_name = config.cluster_name
         self.frame_bytes_max = settings.limits.frame_bytes_max

@@ -20,6 +20,7 @@ from dynakv.core import codec
 from dynakv.core.codec import want_bool, want_bytes, want_int, want_list_of, want_optional, want_str
 from dynakv.core.errors import DecodeError, RemoteProtocolError
 from dynakv.core.objects import Content, content_from_payload, content_to_payload
+from dynakv.protocol.gossip_messages import GossipDigest, GossipState
 from dynakv.protocol.liveness import Ping, Pong
 from dynakv.protocol.messages import (
     AeKeysReply,
@@ -55,6 +56,7 @@ from dynakv.protocol.messages import (
     TransferBatch,
 )
 from dynakv.wire.ae_codec import AE_TAGS, ae_fields, decode_ae
+from dynakv.wire.gossip_codec import GOSSIP_TAGS, decode_gossip, gossip_fields
 from dynakv.wire.liveness_codec import LIVENESS_TAGS, decode_liveness, liveness_fields
 from dynakv.wire.props_codec import PROPS_TAGS, decode_props, props_fields
 from dynakv.wire.service_codec import (
@@ -93,6 +95,7 @@ _KEY_LIST_REQUEST, _KEY_LIST_REPLY = 10, 11
 # 12 and 13: transfers (wire/transfer_codec.py).
 # 16-19 and 23: anti-entropy (wire/ae_codec.py).
 # 24 and 25: probes (wire/liveness_codec.py).
+# 26 and 27: gossip (wire/gossip_codec.py).
 _GET, _PUT, _DELETE = 20, 21, 22
 _GET_REPLY, _PUT_REPLY, _DELETE_REPLY, _FAILURE = 30, 31, 32, 33
 # 40-48 and 50-54: service requests and replies on client connections (wire/service_codec.py).
@@ -300,9 +303,17 @@ def _peer_fields(msg: PeerMessage) -> list[Any]:
             return [_KEY_LIST_REPLY, req_id, list(names), done, ok, seq]
         case AeNodesRequest() | AeNodesReply() | AeKeysRequest() | AeKeysReply() | AeObjects():
             return ae_fields(msg)
-        case TransferBatch() | TransferAck() | Ping() | Pong():
-            return liveness_fields(msg) if isinstance(msg, Ping | Pong) else transfer_fields(msg)
+        case TransferBatch() | TransferAck() | Ping() | Pong() | GossipDigest() | GossipState():
+            return _side_fields(msg)
     raise AssertionError(f"not a peer message: {msg!r}")
+
+
+def _side_fields(msg: TransferBatch | TransferAck | Ping | Pong | GossipDigest | GossipState) -> list[Any]:
+    if isinstance(msg, Ping | Pong):
+        return liveness_fields(msg)
+    if isinstance(msg, GossipDigest | GossipState):
+        return gossip_fields(msg)
+    return transfer_fields(msg)
 
 
 def _nested(value: Any, field: str, decode: Callable[[int, list[Any]], Any]) -> Any:
@@ -318,6 +329,7 @@ _SUB_DECODERS: Final[tuple[tuple[frozenset[int], Callable[[int, list[Any]], Peer
     (TRANSFER_TAGS, decode_transfer),
     (LIVENESS_TAGS, decode_liveness),
     (PROPS_TAGS, decode_props),
+    (GOSSIP_TAGS, decode_gossip),
 )
 
 
