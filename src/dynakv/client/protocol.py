@@ -266,7 +266,7 @@ def result_from_reply(reply: NodeReply) -> Result:
         case RepairStatus(total, done, repaired, failed, finished):
             return RepairProgress(total, done, repaired, failed, finished)
         case StatusReply():
-            members = [MemberInfo(m.name, m.reachable, m.partitions_owned) for m in reply.members]
+            members = [MemberInfo(m.name, m.reachable, m.partitions_owned, m.state) for m in reply.members]
             counts = (reply.hints_pending, reply.transfers_pending, reply.partitions, reply.n_val)
             return ClusterStatus(reply.node, members, *counts, reply.trees_building)
     assert not isinstance(reply, Failure), "failures are error_from_failure's"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable, Sequence, Set
+from dataclasses import replace
 from typing import Any, Final
 
 from dynakv.core import cluster_state as cs
@@ -120,6 +121,24 @@ class ClusterWiring:
         if changed:
             self._changed()
         return changed
+
+    def add_seed(self, name: str) -> None:
+        """A seed's name, learned by the driver from its address (gossip asks seeds by name)."""
+        gossip = self.gossip
+        gossip.seeds = tuple(sorted({*gossip.seeds, name} - {gossip.name}))
+
+    def set_own_address(self, address: str) -> None:
+        """This node's cluster address, known to the driver once it has bound its listener: joined
+        with it when the node is still looking for its cluster, else written into its own member entry
+        (a version bump) when it differs, so peers learn where to reach it after a restart on a new port."""
+        gossip = self.gossip
+        if gossip.join is not None:
+            gossip.join = replace(gossip.join, address=address)
+        member = self.state.members.get(gossip.name)
+        if member is None or member.address == address:
+            return
+        changed = replace(member, address=address, version=member.version + 1)
+        self.update(replace(self.state, members=self.state.members.with_member(changed)))
 
     def _apply(self, output: GossipOutput, out: list[Effect]) -> None:
         if output.changed:

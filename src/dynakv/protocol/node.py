@@ -38,6 +38,8 @@ from dynakv.protocol.messages import (
     BucketPropsDigest,
     BucketPropsPush,
     DeleteRequest,
+    Failure,
+    FailureKind,
     GetRequest,
     KeyListReply,
     KeyListRequest,
@@ -127,7 +129,7 @@ class Node:
                 self._on_peer_message(src, msg, now_ms, out)
             case ClientRequestReceived(ref, request):
                 if isinstance(request, GetRequest | PutRequest | DeleteRequest):
-                    self.data.on_client_request(ClientOrigin(ref), request, now_ms, out)
+                    self._on_data_request(ref, request, now_ms, out)
                 else:
                     self._on_service_request(ref, request, now_ms, out)
             case Tick():
@@ -144,6 +146,15 @@ class Node:
                 self.availability.link_lost(node, now_ms, out)
         self.storage.end_turn()  # values read this turn may change behind the node's back before the next
         return out
+
+    def _on_data_request(
+        self, ref: int, request: GetRequest | PutRequest | DeleteRequest, now_ms: int, out: list[Effect]
+    ) -> None:
+        if self.cluster.state.ring is None:
+            # Started with a seed and not yet holding the cluster's state: it knows no owners.
+            out.append(Reply(ref, Failure(FailureKind.UNAVAILABLE, "this node has not joined a cluster yet")))
+            return
+        self.data.on_client_request(ClientOrigin(ref), request, now_ms, out)
 
     def _on_peer_message(self, src: str, msg: PeerMessage, now_ms: int, out: list[Effect]) -> None:
         if isinstance(msg, AvailabilityMessage):
@@ -189,7 +200,9 @@ class Node:
             out.append(Reply(ref, preflist_reply(self.data, request)))
             return
         if isinstance(request, RepairRequest | RepairStatusRequest | StatusRequest):
-            reply = node_admin.answer_admin(request, self.name, self.ae, self.counters, self.data.down)
+            reply = node_admin.answer_admin(
+                request, self.name, self.ae, self.counters, self.data.down, state=self.cluster.state
+            )
             out.append(Reply(ref, reply))
             return
         # What is left is a bucket props request (GetBucketProps, SetBucketProps, ResetBucketProps).

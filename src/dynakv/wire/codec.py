@@ -83,6 +83,9 @@ class Hello:
     protocol_version: int
     name: str
     role: str
+    # A node's own cluster address "host:port", so a peer that does not know it yet (a node joining
+    # through a seed) can open its link back (membership). Absent for clients.
+    address: str | None = None
 
 
 # Tags. Peer and client messages share one numbering so that a frame sent on the wrong kind of
@@ -403,17 +406,23 @@ def decode_peer(data: bytes) -> PeerMessage:
 
 
 def encode_hello(hello: Hello) -> bytes:
-    return codec.pack([_HELLO, hello.cluster, hello.protocol_version, hello.name, hello.role])
+    fields = [_HELLO, hello.cluster, hello.protocol_version, hello.name, hello.role]
+    return codec.pack(fields if hello.address is None else [*fields, hello.address])
 
 
 def decode_hello(data: bytes) -> Hello:
     def inner(tag: int, f: list[Any]) -> Hello:
-        if tag != _HELLO or len(f) != 4:
+        if tag != _HELLO or len(f) not in (4, 5):
             raise DecodeError("the first frame must be a hello")
+        address = want_str(f[4], "address") if len(f) == 5 else None
+        if address is not None and not 0 < len(address) <= _NODE_NAME_MAX:
+            raise DecodeError(f"address: 1 to {_NODE_NAME_MAX} characters")
         role = want_str(f[3], "role")
         if role not in ("node", "client"):
             raise DecodeError(f"role: {role!r} is neither 'node' nor 'client'")
-        return Hello(want_str(f[0], "cluster"), _u64(f[1], "protocol_version"), want_str(f[2], "name"), role)
+        return Hello(
+            want_str(f[0], "cluster"), _u64(f[1], "protocol_version"), want_str(f[2], "name"), role, address
+        )
 
     result: Hello = _guarded(data, inner)
     return result

@@ -166,7 +166,7 @@ def service_reply_fields(reply: NonFailureReply) -> list[Any]:
         case RepairStatus(total, done, repaired, failed, finished):
             return [REPAIR_STATUS_REPLY, total, done, repaired, failed, finished]
         case StatusReply():
-            members = [[m.name, m.reachable, m.partitions_owned] for m in reply.members]
+            members = [[m.name, m.reachable, m.partitions_owned, m.state] for m in reply.members]
             counts = [reply.hints_pending, reply.transfers_pending, reply.partitions, reply.n_val]
             return [STATUS_REPLY, reply.node, members, *counts, reply.trees_building]
     raise AssertionError(f"not a service reply: {reply!r}")
@@ -185,12 +185,14 @@ def _preflist_entry(value: Any, field: str) -> PreflistEntry:
 
 def _member(value: Any, field: str) -> MemberStatus:
     items = want_list(value, field)
-    if len(items) != 3:
-        raise DecodeError(f"{field}: expected 3 items, got {len(items)}")
+    if len(items) not in (3, 4):
+        raise DecodeError(f"{field}: expected 3 or 4 items, got {len(items)}")
+    state = _name(items[3], f"{field}.state") if len(items) == 4 else "valid"
     return MemberStatus(
         _name(items[0], f"{field}.name"),
         want_bool(items[1], f"{field}.reachable"),
         _u64(items[2], f"{field}.partitions_owned"),
+        state,
     )
 
 
