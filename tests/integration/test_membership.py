@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
@@ -72,3 +73,45 @@ def test_a_node_with_a_seed_stages_its_own_join(start_node: StartNode) -> None:
     # A joining member owns nothing until a commit.
     owned = {m.name: m.partitions_owned for m in status_of(second).members}
     assert owned == {"m1": 64, "m2": 0}
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(dynakv_command(*args), capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_plan_and_commit_through_a_node_that_is_not_the_claimant(start_node: StartNode) -> None:
+    first = start_node("m1", "--n-val", "3")
+    second = start_node("m2", "--seed", first.cluster)
+    wait_for(lambda: states(second).get("m2") == "joining", START_TIMEOUT_S, "m2 to stage its join")
+    plan = cli("cluster", "plan", "--host", second.client)
+    assert plan.returncode == 0, plan.stderr
+    assert "m2" in plan.stdout and "claimant m1" in plan.stdout
+    # m2 is not the claimant: it forwards the commit to m1.
+    commit = cli("cluster", "commit", "--host", second.client, "--json")
+    assert commit.returncode == 0, commit.stderr
+    assert json.loads(commit.stdout)["claimant"] == "m1"
+    wait_for(lambda: states(second) == {"m1": "valid", "m2": "valid"}, START_TIMEOUT_S, "m2 valid")
+    transfers = cli("cluster", "transfers", "--host", first.client, "--json")
+    assert transfers.returncode == 0, transfers.stderr
+    moves = json.loads(transfers.stdout)["moves"]
+    assert moves and {(m["from"], m["to"]) for m in moves} == {("m1", "m2")}
+    # Nothing is staged any more.
+    again = cli("cluster", "commit", "--host", first.client)
+    assert again.returncode != 0 and "nothing" in again.stderr.lower(), (again.stdout, again.stderr)
+    ring = cli("ring", "--host", first.client, "--json")
+    assert ring.returncode == 0, ring.stderr
+    view = json.loads(ring.stdout)
+    assert view["transfers_pending"] == len(moves)
+    assert {m["name"]: m["state"] for m in view["members"]} == {"m1": "valid", "m2": "valid"}
+    status = cli("status", "--host", second.client, "--json")
+    assert {m["name"] for m in json.loads(status.stdout)["members"]} == {"m1", "m2"}
+
+
+def test_leave_and_remove_are_staged_and_checked(start_node: StartNode) -> None:
+    first = start_node("m1", "--n-val", "3")
+    refused = cli("cluster", "leave", "nobody", "--host", first.client)
+    assert refused.returncode != 0 and "nobody" in refused.stderr
+    staged = cli("cluster", "leave", "m1", "--host", first.client)
+    assert staged.returncode == 0 and "staged: leave m1" in staged.stdout, staged.stderr
+    cleared = cli("cluster", "clear", "--host", first.client)
+    assert cleared.returncode == 0 and "nothing staged" in cleared.stdout, cleared.stderr

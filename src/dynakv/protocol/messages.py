@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from dynakv.core.config import Quorum
 from dynakv.core.objects import Content
 from dynakv.protocol.admin_messages import AdminReply, AdminRequest
+from dynakv.protocol.cluster_admin_messages import ClusterPeerMessage, ClusterReply, ClusterRequest
 from dynakv.protocol.gossip_messages import GossipDigest, GossipState
 from dynakv.protocol.liveness import Ping, Pong
 
@@ -125,6 +126,7 @@ ServiceRequest = (
     | ResetBucketProps
     | PreflistRequest
     | AdminRequest
+    | ClusterRequest
 )
 NodeRequest = ClientRequest | ServiceRequest
 
@@ -214,7 +216,7 @@ class PreflistReply:
     entries: tuple[PreflistEntry, ...]
 
 
-ServiceReply = ListReply | BucketPropsReply | PreflistReply | AdminReply | Failure
+ServiceReply = ListReply | BucketPropsReply | PreflistReply | AdminReply | ClusterReply | Failure
 NodeReply = ClientReply | ServiceReply
 
 
@@ -486,4 +488,5 @@ PeerMessage = (
     | Pong
     | GossipDigest
     | GossipState
+    | ClusterPeerMessage
 )

@@ -21,6 +21,15 @@ from dynakv.protocol.admin_messages import RepairRequest, RepairStatusRequest, S
 from dynakv.protocol.ae_peer import AeMessage
 from dynakv.protocol.availability import Availability, AvailabilityMessage
 from dynakv.protocol.cluster import ClusterWiring, live_members
+from dynakv.protocol.cluster_admin import ClusterAdmin
+from dynakv.protocol.cluster_admin_messages import (
+    ClusterCommitForward,
+    ClusterCommitForwardReply,
+    ClusterCommitRequest,
+    ClusterPlanRequest,
+    ClusterStageRequest,
+    ClusterTransfersRequest,
+)
 from dynakv.protocol.data_path import DataPath, Settings
 from dynakv.protocol.effects import Effect, Reply
 from dynakv.protocol.events import (
@@ -119,6 +128,7 @@ class Node:
         )
         self.availability.set_members(live_members(self.cluster.state, name), ring)
         self.cluster.on_change = self._on_cluster_change
+        self.cluster_admin = ClusterAdmin(name, self.cluster, settings.cluster.n_val)
 
     def handle(self, event: Event, now_ms: int) -> list[Effect]:
         out: list[Effect] = []
@@ -140,6 +150,7 @@ class Node:
                 self.props.on_tick(now_ms, self.data.down, out)
                 self.ae.on_tick(now_ms, out, down=self.data.down)
                 self.cluster.on_tick(now_ms, self.data.down, out)
+                self.cluster_admin.on_tick(now_ms, out)
             case PeerConnected(node):
                 self.availability.link_made(node, now_ms, out)
             case PeerDisconnected(node):
@@ -167,6 +178,8 @@ class Node:
             self.ae.on_message(src, msg, now_ms, out)
         elif isinstance(msg, GossipDigest | GossipState):
             self.cluster.on_message(src, msg, out)
+        elif isinstance(msg, ClusterCommitForward | ClusterCommitForwardReply):
+            self.cluster_admin.on_message(src, msg, out)
         else:
             self.data.on_message(src, msg, now_ms, out)
 
@@ -195,6 +208,11 @@ class Node:
     def _on_service_request(self, ref: int, request: ServiceRequest, now_ms: int, out: list[Effect]) -> None:
         if isinstance(request, ListKeysRequest | ListBucketsRequest):
             self.listings.start(ref, request, now_ms, out)
+            return
+        if isinstance(
+            request, ClusterStageRequest | ClusterPlanRequest | ClusterCommitRequest | ClusterTransfersRequest
+        ):
+            self.cluster_admin.on_request(ref, request, now_ms, self.data.down, out)
             return
         if isinstance(request, PreflistRequest):
             out.append(Reply(ref, preflist_reply(self.data, request)))

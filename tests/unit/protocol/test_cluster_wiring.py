@@ -10,11 +10,19 @@ from dynakv.core.config import Timing
 from dynakv.core.membership import MemberState
 from dynakv.protocol import claimant
 from dynakv.protocol.cluster import HISTORY_META_KEY, load_history
+from dynakv.protocol.cluster_admin import FORWARD_TIMEOUT_MS
+from dynakv.protocol.cluster_admin_messages import (
+    ClusterCommitForward,
+    ClusterCommitForwardReply,
+    ClusterCommitRequest,
+    ClusterPlanReply,
+)
 from dynakv.protocol.data_path import Settings
-from dynakv.protocol.effects import Effect, Send
-from dynakv.protocol.events import MessageReceived, Tick
+from dynakv.protocol.effects import Effect, Reply, Send
+from dynakv.protocol.events import ClientRequestReceived, MessageReceived, Tick
 from dynakv.protocol.gossip import STATE_META_KEY
 from dynakv.protocol.gossip_messages import GossipDigest, GossipState
+from dynakv.protocol.messages import Failure, FailureKind
 from dynakv.protocol.node import Node
 from dynakv.storage.memory import MemoryEngine
 from dynakv.wire.codec import decode_peer, encode_peer
@@ -115,3 +123,28 @@ def test_a_removed_member_is_no_longer_watched_or_counted_down() -> None:
     node.cluster.update(replace(state, members=state.members.with_member(members)))
     assert "n3" not in node.availability.reach.peers
     assert "n3" not in node.data.down
+
+
+def test_a_commit_asked_of_another_node_is_forwarded_to_the_claimant() -> None:
+    nodes, _ = cluster()
+    staged = cs.stage_join(nodes["n2"].cluster.state, "n4", address="127.0.0.1:9004")
+    nodes["n2"].cluster.update(staged)
+    now = run(nodes, 0)
+    assert nodes["n1"].cluster.state.active_staged()  # gossip brought the staged join to the claimant
+    out = nodes["n2"].handle(ClientRequestReceived(1, ClusterCommitRequest()), now)
+    (forward,) = [e for e in out if isinstance(e, Send)]
+    assert forward.dst == "n1" and isinstance(forward.msg, ClusterCommitForward)
+    (answer,) = nodes["n1"].handle(MessageReceived("n2", forward.msg), now)
+    assert isinstance(answer, Send) and isinstance(answer.msg, ClusterCommitForwardReply)
+    assert nodes["n1"].cluster.state.ring_version == 2  # committed on the claimant
+    (reply,) = nodes["n2"].handle(MessageReceived("n1", answer.msg), now)
+    assert isinstance(reply, Reply) and isinstance(reply.reply, ClusterPlanReply)
+    assert reply.reply.claimant == "n1" and any("n4" in line for line in reply.reply.lines)
+
+
+def test_a_forwarded_commit_times_out_when_the_claimant_is_silent() -> None:
+    nodes, _ = cluster()
+    nodes["n2"].handle(ClientRequestReceived(1, ClusterCommitRequest()), 0)
+    out = nodes["n2"].handle(Tick(), FORWARD_TIMEOUT_MS)
+    replies = [e for e in out if isinstance(e, Reply)]
+    assert [r.reply.kind for r in replies if isinstance(r.reply, Failure)] == [FailureKind.TIMEOUT]
