@@ -60,6 +60,7 @@ from dynakv.protocol.messages import (
     ServiceRequest,
 )
 from dynakv.protocol.notices import Notices
+from dynakv.protocol.ownership import Ownership
 from dynakv.protocol.pending import ClientOrigin
 from dynakv.protocol.ports import StorageEngine
 from dynakv.protocol.preflists import preflist_reply
@@ -129,6 +130,11 @@ class Node:
         self.availability.set_members(live_members(self.cluster.state, name), ring)
         self.cluster.on_change = self._on_cluster_change
         self.cluster_admin = ClusterAdmin(name, self.cluster, settings.cluster.n_val)
+        handoff = self.availability.handoff
+        self.ownership = Ownership(name, storage, handoff, settings.cluster.n_val, self.counters)
+        handoff.on_finished = self.ownership.on_finished
+        self.ownership.on_state(self.cluster.state)
+        storage.on_change = self._on_data_change
 
     def handle(self, event: Event, now_ms: int) -> list[Effect]:
         out: list[Effect] = []
@@ -151,10 +157,13 @@ class Node:
                 self.ae.on_tick(now_ms, out, down=self.data.down)
                 self.cluster.on_tick(now_ms, self.data.down, out)
                 self.cluster_admin.on_tick(now_ms, out)
+                self.ownership.on_tick(now_ms, self.data.down, self.cluster, out)
             case PeerConnected(node):
                 self.availability.link_made(node, now_ms, out)
             case PeerDisconnected(node):
                 self.availability.link_lost(node, now_ms, out)
+        if self.ownership.pending_out():
+            out.extend(self.ownership.take_outbox())  # writes forwarded to new owners (ownership.py)
         self.storage.end_turn()  # values read this turn may change behind the node's back before the next
         return out
 
@@ -182,6 +191,12 @@ class Node:
             self.cluster_admin.on_message(src, msg, out)
         else:
             self.data.on_message(src, msg, now_ms, out)
+
+    def _on_data_change(
+        self, partition: int, bucket: bytes, key: bytes, old: bytes | None, new: bytes | None
+    ) -> None:
+        self.ae.on_write(partition, bucket, key, old, new)
+        self.ownership.on_write(partition, bucket, key, old, new)
 
     def _ring_of(self, state: ClusterState, partitions: int) -> Ring:
         """The ring the data path uses: the state's, or (a node that has not found its cluster yet)
