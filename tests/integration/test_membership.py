@@ -155,3 +155,65 @@ def test_a_join_moves_data_while_a_writer_runs(start_node: StartNode) -> None:
         for i in range(written):
             result = client.get(b"b", f"k{i}".encode(), r=2)
             assert [s.value for s in result.siblings] == [f"v{i}".encode()], i
+
+
+def three_nodes(start_node: StartNode) -> list[NodeInfo]:
+    """m1, then m2 and m3 joining through it one at a time (n_val 2), each commit flipped."""
+    nodes = [start_node("m1", "--n-val", "2")]
+    for name in ("m2", "m3"):
+        nodes.append(start_node(name, "--seed", nodes[0].cluster, "--n-val", "2"))
+        wait_for(
+            lambda name=name: states(nodes[0]).get(name) == "joining", START_TIMEOUT_S, f"{name} joining"
+        )
+        assert cli("cluster", "commit", "--host", nodes[0].client).returncode == 0
+        count = len(nodes)
+        wait_for(
+            lambda count=count: (
+                [m.partitions_owned > 0 for m in status_of(nodes[0]).members] == [True] * count
+            ),
+            60,
+            f"{name} to own partitions",
+        )
+    return nodes
+
+
+def test_a_leaving_node_hands_its_partitions_off_then_exits(start_node: StartNode) -> None:
+    nodes = three_nodes(start_node)
+    with Client([parse_address(nodes[0].client)]) as client:
+        for i in range(200):
+            client.put(b"b", f"k{i}".encode(), f"v{i}".encode(), w=2)
+    staged = cli("cluster", "leave", "m3", "--host", nodes[1].client)
+    assert staged.returncode == 0, staged.stderr
+    wait_for(
+        lambda: "leave   m3" in cli("cluster", "plan", "--host", nodes[0].client).stdout, 30, "the leave"
+    )
+    assert cli("cluster", "commit", "--host", nodes[0].client).returncode == 0
+    leaving = nodes[2].proc
+    assert leaving is not None
+    assert leaving.wait(timeout=60) == 0  # it exits by itself once its partitions are handed off
+    wait_for(lambda: set(states(nodes[0])) == {"m1", "m2"}, 30, "m3 gone from the membership")
+    assert sorted(m.partitions_owned for m in status_of(nodes[0]).members) == [32, 32]
+    with Client([parse_address(nodes[0].client)]) as client:
+        for i in range(200):
+            result = client.get(b"b", f"k{i}".encode(), r=2)
+            assert [s.value for s in result.siblings] == [f"v{i}".encode()], i
+
+
+def test_a_dead_node_is_removed_and_its_replicas_rebuilt(start_node: StartNode) -> None:
+    nodes = three_nodes(start_node)
+    with Client([parse_address(nodes[0].client)]) as client:
+        for i in range(200):
+            client.put(b"b", f"k{i}".encode(), f"v{i}".encode(), w=2)
+    dead = nodes[2].proc
+    assert dead is not None
+    dead.kill()
+    dead.wait()
+    staged = cli("cluster", "remove", "m3", "--host", nodes[0].client)
+    assert staged.returncode == 0, staged.stderr
+    assert cli("cluster", "commit", "--host", nodes[0].client).returncode == 0
+    wait_for(lambda: set(states(nodes[1])) == {"m1", "m2"}, 30, "m3 removed")
+    assert sorted(m.partitions_owned for m in status_of(nodes[1]).members) == [32, 32]
+    with Client([parse_address(nodes[1].client)]) as client:
+        for i in range(200):
+            result = client.get(b"b", f"k{i}".encode(), r=2)
+            assert [s.value for s in result.siblings] == [f"v{i}".encode()], i

@@ -80,6 +80,8 @@ class Ownership:
         self._future: Ring | None = None
         self._stray: dict[int, tuple[str, ...]] = {}
         self._lost: set[int] = set()  # partitions this node stopped being a primary of at a flip
+        # (partition, target): replicas to rebuild after a removal, this node a surviving replica.
+        self._repairs: set[Duty] = set()
         self.counters["ownership.duties_pending"] = 0
 
     def on_state(self, state: ClusterState) -> None:
@@ -93,6 +95,7 @@ class Ownership:
         self._done &= set(mine)
         self._forward = {}
         self._note_lost(self._ring, state.ring)
+        self._note_repairs(self._ring, state)
         self._ring, self._future = state.ring, state.future_ring()
         self._stray = {}
         for q, target in mine:
@@ -111,6 +114,7 @@ class Ownership:
             started = self.handoff.manager.start(target, source, now_ms, out)
             if isinstance(started, NotStarted) and started.at_bound:
                 break
+        self._start_repairs(now_ms, down, out)
         self._complete_if_done(cluster)
 
     def _complete_if_done(self, cluster: ClusterWiring) -> None:
@@ -126,6 +130,9 @@ class Ownership:
     def on_finished(self, status: TransferStatus) -> None:
         """A transfer of the shared manager finished: an ownership duty is done when it was one."""
         duty = (status.partition, status.target)
+        if status.kind is TransferKind.REPAIR and duty in self._repairs:
+            self._repairs.discard(duty)
+            self.counters["ownership.repairs_done"] += 1
         if status.kind is TransferKind.OWNERSHIP and duty in self._duties:
             self._done.add(duty)
             self._level()
@@ -152,6 +159,31 @@ class Ownership:
                 self._lost.discard(q)
             elif self.name in primaries(old, q, self.n_val):
                 self._lost.add(q)
+
+    def _note_repairs(self, old: Ring | None, state: ClusterState) -> None:
+        """A removal took effect (`dynakv cluster remove`: the dead node's partitions were claimed again
+        without a handoff): each new primary of a partition that a removed node held gets the partition
+        from the first surviving primary (kind REPAIR). Only nodes that saw the change do this (a
+        restarted node leaves it to anti-entropy)."""
+        new = state.ring
+        if old is None or new is None or old == new or old.partitions != new.partitions:
+            return
+        for q in range(new.partitions):
+            before, after = primaries(old, q, self.n_val), primaries(new, q, self.n_val)
+            if all(state.is_member(n) for n in before):
+                continue
+            survivors = [n for n in before if n in after and state.is_member(n)]
+            if survivors and survivors[0] == self.name:
+                self._repairs.update((q, target) for target in after if target not in before)
+
+    def _start_repairs(self, now_ms: int, down: Set[str], out: list[Effect]) -> None:
+        for q, target in sorted(self._repairs):
+            if target in down:
+                continue
+            source = PartitionSource(self.storage, TransferKind.REPAIR, target, q)
+            started = self.handoff.manager.start(target, source, now_ms, out)
+            if isinstance(started, NotStarted) and started.at_bound:
+                return
 
     def _stray_targets(self, partition: int) -> tuple[str, ...]:
         """A write here for a partition this node was a primary of until a flip, and is a primary of

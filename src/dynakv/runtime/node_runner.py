@@ -241,6 +241,19 @@ class NodeRunner:
         if state.digest == self._members_seen:
             return
         self._members_seen = state.digest
+        me = state.members.get(self.name)
+        if (
+            me is not None
+            and me.state in (MemberState.EXITING, MemberState.REMOVED)
+            and not self._stop.is_set()
+        ):
+            # `dynakv cluster leave` committed and every partition handed off (or this node was removed):
+            # nothing is left for it to serve.
+            log.info(
+                "this node is %s: its partitions are handed off; stopping",
+                state.members[self.name].state.value,
+            )
+            self.request_stop()
         for member in state.members.values():
             if member.address is None or member.state is MemberState.REMOVED or member.name == self.name:
                 continue

@@ -123,3 +123,29 @@ def test_a_joined_node_receives_its_partitions_and_the_ring_flips() -> None:
         net.settle(0)
         reply = net.replies[5000 + i]
         assert isinstance(reply, GetReply) and reply.found, i
+
+
+def test_a_removed_nodes_replicas_are_rebuilt_from_the_survivors() -> None:
+    net = start()
+    net.engines["n4"] = MemoryEngine()
+    net.add(
+        "n4", Node("n4", "n4#0", cs.empty(), net.engines["n4"], SETTINGS, seeds=["n1"], join=JoinIntent())
+    )
+    net.settle(20)
+    net.nodes["n1"].cluster.update(claimant.commit(net.nodes["n1"].cluster.state, 3))
+    net.settle(100)
+    assert not net.nodes["n1"].cluster.state.moves
+    put_keys(net, 200)
+    # n3 dies for good and is removed: its partitions are claimed again, without a handoff.
+    del net.nodes["n3"]
+    state = cs.stage_remove(net.nodes["n1"].cluster.state, "n3")
+    net.nodes["n1"].cluster.update(claimant.commit(state, 3))
+    net.settle(200)
+    ring = net.nodes["n1"].cluster.state.ring
+    assert ring is not None and "n3" not in ring.owners
+    assert sum(node.counters["ownership.repairs_done"] for node in net.nodes.values()) > 0
+    for i in range(200):
+        key = f"k{i}".encode()
+        q = ring.partition_for_key(b"b", key)
+        for owner in primaries(ring, q, 3):
+            assert net.engines[owner].get(q, b"b", key) is not None, (key, owner)
