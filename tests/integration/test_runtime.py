@@ -162,12 +162,13 @@ def _bad_client_input(cluster: Cluster) -> int:
 
 
 def _bad_hellos(cluster: Cluster) -> int:
-    """Hellos a node refuses: wrong role on each port, wrong version, unknown peer, other cluster."""
+    """Hellos a node refuses: wrong role on each port, wrong version, its own name, other cluster. (A node
+    name it does not know is heard: it may be joining through this node.)"""
     refused = [
         (cluster.client("dev1"), Hello("dynakv", PROTOCOL_VERSION, "dev2", "node")),
         (cluster.client("dev1"), Hello("dynakv", PROTOCOL_VERSION + 1, "c", "client")),
         (cluster.nodes["dev1"].cluster, Hello("dynakv", PROTOCOL_VERSION, "c", "client")),
-        (cluster.nodes["dev1"].cluster, Hello("dynakv", PROTOCOL_VERSION, "stranger", "node")),
+        (cluster.nodes["dev1"].cluster, Hello("dynakv", PROTOCOL_VERSION, "dev1", "node")),
         (cluster.nodes["dev1"].cluster, Hello("other", PROTOCOL_VERSION, "dev2", "node")),
     ]
     for address, hello in refused:
@@ -196,7 +197,8 @@ def test_malformed_input_closes_that_connection_only(start_cluster: StartCluster
         malformed += 1
     with NativeConn(cluster.nodes["dev1"].cluster, hello=False) as conn:
         conn.raw(peer_hello)
-        assert decode_hello(conn.recv_frame()) == Hello("dynakv", PROTOCOL_VERSION, "dev1", "node")
+        answer = decode_hello(conn.recv_frame())
+        assert answer == Hello("dynakv", PROTOCOL_VERSION, "dev1", "node", cluster.nodes["dev1"].cluster)
 
     # The node goes on serving, and its peer link too (a put needs dev2's ack with w=2).
     assert isinstance(cluster.request("dev1", put(BUCKET, b"k2", b"v2", w=2)), PutReply)

@@ -32,8 +32,9 @@ node's client port.
 STATUS_EPILOG = (
     TARGET_HELP
     + """
-With --cluster the first node that answers is asked. Reachability is that node's view: "valid" means it
-can reach the member now, "down" that it cannot. Hints and transfers pending are that node's own.
+With --cluster the first node that answers is asked. States are the membership view of that node:
+joining, valid, leaving, exiting; a member it cannot reach now shows as down. Hints and transfers pending
+are that node's own.
 
 --json prints one object: node, members [{name, state, partitions, reachable}], hints_pending,
 transfers_pending, partitions, n_val, trees_building.
@@ -159,7 +160,7 @@ def status_json(status: ClusterStatus) -> dict[str, Any]:
     members = [
         {
             "name": m.name,
-            "state": "valid" if m.reachable else "down",
+            "state": m.state,
             "partitions": m.partitions_owned,
             "reachable": m.reachable,
         }
@@ -183,7 +184,7 @@ def format_status(status: ClusterStatus) -> str:
         rows.append(
             (
                 m.name,
-                "valid" if m.reachable else "down",
+                m.state,
                 str(m.partitions_owned),
                 "yes" if m.reachable else "no",
             )

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from dynakv import __version__
-from dynakv.cli import admin_cmd, dev_cmd, kv_cmd, node_cmd, ring_cmd
+from dynakv.cli import admin_cmd, cluster_cmd, dev_cmd, kv_cmd, node_cmd, ring_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev_cmd.register(commands)
     kv_cmd.register(commands)
     admin_cmd.register(commands)
+    cluster_cmd.register(commands)
     return parser
 
 

@@ -26,14 +26,18 @@ EXIT_USAGE = 2
 NODE_EPILOG = """\
 files in DIR:
   node.json   the node's settings: name, cluster_name, listen, client, http, members {name: "host:port"},
-              storage, partitions, n_val, timing and limits overrides, buckets {name: {n_val, r, w, ...}}
+              storage, partitions, n_val, timing and limits overrides, buckets {name: {n_val, r, w, ...}},
+              seeds ["host:port"]
   ready.json  written when the listeners are bound: {"name", "pid", "cluster", "client", "http"}, the
               real "host:port" addresses (port 0 is allowed); removed on a clean stop
   storage/    the storage engine's files
   dynakv.lock one node per directory
 
-Addresses are IPv4 loopback (127.0.0.0/8). The ring is claimed from the sorted member names
-(static membership). SIGTERM or SIGINT stops the node cleanly (storage flushed) with exit code 0.
+Addresses are IPv4 loopback (127.0.0.0/8). Membership: with --member the ring is claimed from the sorted
+member names (a static cluster); with --seed the node finds its cluster through a seed and stages its
+own join (`dynakv cluster plan` / `commit` admit it); with neither it forms a new one-node cluster. The
+cluster state (members, ring, pending moves) is kept in the storage's meta space and wins on restart.
+SIGTERM or SIGINT stops the node cleanly (storage flushed) with exit code 0.
 """
 
 
@@ -94,6 +98,14 @@ def register(commands: Any) -> None:
         metavar="NAME=HOST:PORT",
         help="another member's cluster address (repeat; replaces the saved list)",
     )
+    add(
+        "--seed",
+        type=functools.partial(_address, "seed"),
+        action="append",
+        metavar="HOST:PORT",
+        help="a cluster node's cluster address: find the cluster through it and stage this node's join "
+        "(repeat for more seeds; without --seed or --member the node forms a new one-node cluster)",
+    )
     add("--cluster-name", metavar="C", help="cluster name (default dynakv)")
     add("--storage", choices=ENGINES, help="storage engine (default sqlite)")
     add(
@@ -128,6 +140,7 @@ def run_node(args: argparse.Namespace) -> int:
         storage=args.storage,
         partitions=args.partitions,
         n_val=args.n_val,
+        seeds=tuple(args.seed) if args.seed else None,
     )
     try:
         return node_runner.run_node(args.data, given, start_http)

@@ -15,6 +15,7 @@ import random
 import sys
 from typing import Any
 
+from dynakv.cli import cluster_cmd
 from dynakv.core.config import N_VAL_MAX, PARTITIONS_MAX, PARTITIONS_MIN
 from dynakv.core.placement import Movement, Plan, balance, ownership, plan, replicated_load, zone_of
 
@@ -90,8 +91,14 @@ def _strategy(text: str) -> int:
 
 
 def register(commands: Any) -> None:
-    ring = commands.add_parser("ring", help="ring placement tools")
-    ring_commands = ring.add_subparsers(dest="ring_command", metavar="RING_COMMAND", required=True)
+    ring = commands.add_parser(
+        "ring",
+        help="the live ring (--host/--cluster), or ring placement tools (plan)",
+        description="Show the live ring as a node sees it (--host or --cluster), or size one offline "
+        "(`ring plan`).",
+    )
+    ring_commands = ring.add_subparsers(dest="ring_command", metavar="RING_COMMAND", required=False)
+    cluster_cmd.add_ring_view(ring)
     parser = ring_commands.add_parser(
         "plan",
         help="compare placement strategies: balance, violations, data moved on join and leave",

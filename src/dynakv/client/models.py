@@ -114,6 +114,7 @@ class MemberInfo:
     name: str
     reachable: bool
     partitions_owned: int
+    state: str = "valid"  # joining, valid, leaving, exiting or down
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,14 @@ from dynakv.protocol.admin_messages import (
     StatusReply,
     StatusRequest,
 )
+from dynakv.protocol.cluster_admin_messages import (
+    ClusterCommitRequest,
+    ClusterPlanReply,
+    ClusterPlanRequest,
+    ClusterStageRequest,
+    ClusterTransfersReply,
+    ClusterTransfersRequest,
+)
 from dynakv.protocol.messages import (
     BucketPropsReply,
     DeleteReply,
@@ -75,10 +83,19 @@ from .models import (
 )
 
 Result: TypeAlias = (
-    GetResult | PutResult | RepairProgress | ClusterStatus | list[bytes] | dict[str, object] | None
+    GetResult
+    | PutResult
+    | RepairProgress
+    | ClusterStatus
+    | list[bytes]
+    | dict[str, object]
+    | ClusterPlanReply
+    | ClusterTransfersReply
+    | None
 )
 """A request's result: GetResult, PutResult, None (a delete), RepairProgress (repair, repair status),
-ClusterStatus, list[bytes] (a key or bucket listing), dict[str, object] (bucket props)."""
+ClusterStatus, list[bytes] (a key or bucket listing), dict[str, object] (bucket props), ClusterPlanReply
+and ClusterTransfersReply (cluster admin requests, returned as they come)."""
 Outcome: TypeAlias = Result | DynakvClientError
 """What a request completes with: its result, or the exception to raise."""
 
@@ -96,6 +113,10 @@ _EXPECTED_REPLY: Final[dict[type, type]] = {
     RepairRequest: RepairStatus,
     RepairStatusRequest: RepairStatus,
     StatusRequest: StatusReply,
+    ClusterStageRequest: ClusterPlanReply,
+    ClusterPlanRequest: ClusterPlanReply,
+    ClusterCommitRequest: ClusterPlanReply,
+    ClusterTransfersRequest: ClusterTransfersReply,
 }
 
 
@@ -259,6 +280,8 @@ def error_from_failure(failure: Failure) -> ServerError:
 def result_from_reply(reply: NodeReply) -> Result:
     """The result of a reply other than a failure (those are `error_from_failure`'s)."""
     match reply:
+        case ClusterPlanReply() | ClusterTransfersReply():
+            return reply
         case ListReply(names):
             return list(names)
         case BucketPropsReply(props):
@@ -266,7 +289,7 @@ def result_from_reply(reply: NodeReply) -> Result:
         case RepairStatus(total, done, repaired, failed, finished):
             return RepairProgress(total, done, repaired, failed, finished)
         case StatusReply():
-            members = [MemberInfo(m.name, m.reachable, m.partitions_owned) for m in reply.members]
+            members = [MemberInfo(m.name, m.reachable, m.partitions_owned, m.state) for m in reply.members]
             counts = (reply.hints_pending, reply.transfers_pending, reply.partitions, reply.n_val)
             return ClusterStatus(reply.node, members, *counts, reply.trees_building)
     assert not isinstance(reply, Failure), "failures are error_from_failure's"

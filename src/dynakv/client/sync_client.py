@@ -17,6 +17,15 @@ from typing import Final
 
 from dynakv.core.config import Quorum
 from dynakv.protocol.admin_messages import RepairStatusRequest, StatusRequest
+from dynakv.protocol.cluster_admin_messages import (
+    ClusterCommitRequest,
+    ClusterPlanReply,
+    ClusterPlanRequest,
+    ClusterStageRequest,
+    ClusterTransfersReply,
+    ClusterTransfersRequest,
+    StageKind,
+)
 from dynakv.protocol.messages import (
     GetBucketProps,
     ListBucketsRequest,
@@ -228,6 +237,29 @@ class Client:
         """The cluster as the connected node sees it: members, reachability, ownership, hints, transfers."""
         result = self._call(StatusRequest(), None)
         assert isinstance(result, ClusterStatus)
+        return result
+
+    def cluster_stage(self, kind: StageKind, name: str = "") -> ClusterPlanReply:
+        """Stage `leave NAME`, `remove NAME` or `clear` on the connected node (gossip spreads it)."""
+        return self._plan_call(ClusterStageRequest(kind, name))
+
+    def cluster_plan(self) -> ClusterPlanReply:
+        """What a commit would do, as the connected node sees the staged changes."""
+        return self._plan_call(ClusterPlanRequest())
+
+    def cluster_commit(self) -> ClusterPlanReply:
+        """Carry out the staged changes (on the claimant; the connected node forwards it there)."""
+        return self._plan_call(ClusterCommitRequest())
+
+    def cluster_transfers(self) -> ClusterTransfersReply:
+        """The pending ownership moves of the ring the connected node holds."""
+        result = self._call(ClusterTransfersRequest(), None)
+        assert isinstance(result, ClusterTransfersReply)
+        return result
+
+    def _plan_call(self, request: NodeRequest) -> ClusterPlanReply:
+        result = self._call(request, None)
+        assert isinstance(result, ClusterPlanReply)
         return result
 
     def _props(self, request: NodeRequest) -> dict[str, object]:

@@ -384,3 +384,14 @@ def decode(data: bytes) -> ClusterState:
         )
     except ConfigError as exc:
         raise DecodeError(f"state: {exc}") from None
+
+
+def from_ring(ring: Ring, addresses: Mapping[str, str] | None = None) -> ClusterState:
+    """The state of a statically configured cluster: every owner of `ring` a valid member (version 1,
+    with its peer address when given), the ring at version 1, the first owner in name order its
+    claimant. Every node configured with the same ring builds the same state, so gossip between them
+    costs one digest a round."""
+    names = sorted(set(ring.owners))
+    where = addresses or {}
+    members = MembershipView([Member(n, MemberState.VALID, 1, None, where.get(n)) for n in names])
+    return ClusterState(members, ring, 1, (), names[0])

@@ -48,6 +48,8 @@ class MemberStatus:
     name: str
     reachable: bool
     partitions_owned: int
+    # joining, valid, leaving, exiting or down (a valid member this node cannot reach shows as down).
+    state: str = "valid"
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ from dynakv.protocol.effects import Effect, Reply, Send
 from dynakv.protocol.handoff import Handoff
 from dynakv.protocol.hints import store_hinted
 from dynakv.protocol.messages import (
+    ClientReply,
     ClientRequest,
     DeleteReply,
     DeleteRequest,
@@ -101,8 +102,10 @@ class DataPath:
         self.buckets = settings.buckets
         self.bucket_defaults = settings.cluster.bucket_defaults()
         # The node hands in the table its PropsService keeps in sync; alone, static props only.
-        self.props = props if props is not None else PropsTable(
-            self.bucket_defaults, self.buckets, settings.limits.buckets_with_props_max
+        self.props = (
+            props
+            if props is not None
+            else PropsTable(self.bucket_defaults, self.buckets, settings.limits.buckets_with_props_max)
         )
         self.timing = settings.timing
         self.limits = settings.limits
@@ -178,7 +181,8 @@ class DataPath:
             return
         req_id = self._new_id()
         assert isinstance(origin, ClientOrigin)
-        self._forwards[req_id] = PendingForward(origin.ref, up[0], self._deadline(request, now_ms), needed)
+        deadline = self._deadline(request, now_ms)
+        self._forwards[req_id] = PendingForward(origin.ref, up[0], deadline, needed, request, tuple(up[1:]))
         out.append(Send(up[0], ForwardRequest(req_id, request)))
 
     # -- puts and deletes ------------------------------------------------------------------------------
@@ -217,9 +221,7 @@ class DataPath:
         except Refused as refused:
             reply_to(origin, refused.failure, out)
             return
-        coordination = PutCoordination(
-            targets, put_needs(targets, quorums), self._deadline(request, now_ms)
-        )
+        coordination = PutCoordination(targets, put_needs(targets, quorums), self._deadline(request, now_ms))
         coordination.ack(self.name, True, durable)
         req_id = self._new_id()
         put = PendingPut(
@@ -376,7 +378,12 @@ class DataPath:
             replica.merge_local(self.storage, *where, msg.obj, durable=msg.durable, lww=lww)
             return
         dropped = store_hinted(
-            self.handoff.hints, msg.hint_for, *where, incoming=msg.obj, now_ms=now_ms, durable=msg.durable,
+            self.handoff.hints,
+            msg.hint_for,
+            *where,
+            incoming=msg.obj,
+            now_ms=now_ms,
+            durable=msg.durable,
             lww=lww,
         )
         if dropped is not None:
@@ -402,8 +409,24 @@ class DataPath:
                 self.on_client_request(ForwardOrigin(src, req_id), request, now_ms, out)
             case ForwardReply(req_id, reply):
                 forward = self._forwards.pop(req_id, None)
-                if forward is not None:
+                if forward is not None and not self._forward_again(req_id, forward, reply, out):
                     out.append(Reply(forward.ref, reply))
+
+    def _forward_again(
+        self, req_id: int, forward: PendingForward, reply: ClientReply, out: list[Effect]
+    ) -> bool:
+        """A forward refused by a node that is no target in its own view of the ring (views disagree
+        while a membership change spreads): try the next reachable target; whether it was sent."""
+        refused = (
+            isinstance(reply, Failure) and reply.kind is FailureKind.UNAVAILABLE and reply.acknowledged == 0
+        )
+        rest = [n for n in forward.rest if n not in self.down]
+        if not refused or not rest or forward.request is None:
+            return False
+        self.counters["forwards.retried"] += 1
+        self._forwards[req_id] = dataclasses.replace(forward, node=rest[0], rest=tuple(rest[1:]))
+        out.append(Send(rest[0], ForwardRequest(req_id, forward.request)))
+        return True
 
     # -- time and peers ------------------------------------------------------------------------------
 
@@ -428,4 +451,3 @@ class DataPath:
         for req_id, get in sorted(self._gets.items()):
             get.coordination.fail(node)
             self._settle_get(req_id, get, now_ms, out)
-

@@ -33,7 +33,7 @@ from dynakv.protocol.hints import Dropped, HintLog, HintWrite, replay_hints
 from dynakv.protocol.messages import TransferAck, TransferBatch
 from dynakv.protocol.notices import Notices
 from dynakv.protocol.ports import DeleteOp, PutOp, StorageEngine, StorageError
-from dynakv.protocol.transfer import TransferSettings, receive_batch
+from dynakv.protocol.transfer import TransferSettings, TransferStatus, receive_batch
 from dynakv.protocol.transfer_manager import TransferManager
 
 # How often hints are checked against `Timing.hint_age_max_ms` (at most; sooner when that is shorter).
@@ -78,6 +78,7 @@ class Handoff:
         self.epoch = self._load_epoch()
         self.hints.before_delete = self._next_epoch
         self.manager = TransferManager(name, storage, TransferSettings.from_config(limits, timing), counters)
+        self.on_finished: Callable[[TransferStatus], None] = lambda _status: None
         self._expire_every_ms = min(EXPIRE_INTERVAL_MS, timing.hint_age_max_ms)
         self._next_expire_ms: int | None = None
         self.counters["transfers.active"] = 0
@@ -109,8 +110,10 @@ class Handoff:
         return self.name in primaries(self.ring, partition, self.props_for(bucket).n_val)
 
     def _level(self) -> None:
-        # Finished transfers are only counted (transfer.finished.*); drop their statuses, or they pile up.
-        self.manager.take_finished()
+        # Finished transfers are counted (transfer.finished.*) and told to `on_finished` (ownership
+        # transfers complete moves); then their statuses are dropped, or they pile up.
+        for status in self.manager.take_finished():
+            self.on_finished(status)
         self.counters["transfers.active"] = len(self.manager.status())
 
     # -- the fallback's writes -----------------------------------------------------------------------

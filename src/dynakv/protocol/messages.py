@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from dynakv.core.config import Quorum
 from dynakv.core.objects import Content
 from dynakv.protocol.admin_messages import AdminReply, AdminRequest
+from dynakv.protocol.cluster_admin_messages import ClusterPeerMessage, ClusterReply, ClusterRequest
+from dynakv.protocol.gossip_messages import GossipDigest, GossipState
 from dynakv.protocol.liveness import Ping, Pong
 
 # ---------------------------------------------------------------------------------------------------
@@ -124,6 +126,7 @@ ServiceRequest = (
     | ResetBucketProps
     | PreflistRequest
     | AdminRequest
+    | ClusterRequest
 )
 NodeRequest = ClientRequest | ServiceRequest
 
@@ -213,7 +216,7 @@ class PreflistReply:
     entries: tuple[PreflistEntry, ...]
 
 
-ServiceReply = ListReply | BucketPropsReply | PreflistReply | AdminReply | Failure
+ServiceReply = ListReply | BucketPropsReply | PreflistReply | AdminReply | ClusterReply | Failure
 NodeReply = ClientReply | ServiceReply
 
 
@@ -483,4 +486,7 @@ PeerMessage = (
     | AeObjects
     | Ping
     | Pong
+    | GossipDigest
+    | GossipState
+    | ClusterPeerMessage
 )

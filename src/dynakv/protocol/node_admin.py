@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Set
 
+from dynakv.core.cluster_state import ClusterState
 from dynakv.core.errors import ConfigError
+from dynakv.core.membership import MemberState
 from dynakv.core.ring import Ring
 from dynakv.protocol import replica
 from dynakv.protocol.admin_messages import (
@@ -111,15 +113,32 @@ def _repair_status(progress: RepairProgress) -> RepairStatus:
     )
 
 
-def status(name: str, ring: Ring, ae: AntiEntropy, counters: Counter[str], down: Set[str]) -> StatusReply:
+def _member_states(state: ClusterState | None, ring: Ring) -> dict[str, str]:
+    """Each member's state (the ring's owners valid when there is no cluster state), removed ones out."""
+    states = dict.fromkeys(ring.members, MemberState.VALID.value)
+    if state is not None:
+        states.update({m.name: m.state.value for m in state.members.values()})
+    return {n: s for n, s in sorted(states.items()) if s != MemberState.REMOVED.value}
+
+
+def status(
+    name: str,
+    ring: Ring,
+    ae: AntiEntropy,
+    counters: Counter[str],
+    down: Set[str],
+    *,
+    state: ClusterState | None = None,
+) -> StatusReply:
     counts = ring.counts()
-    members = tuple(
-        MemberStatus(member, member == name or member not in down, counts.get(member, 0))
-        for member in sorted(ring.members)
-    )
+    members = []
+    for member, member_state in _member_states(state, ring).items():
+        reachable = member == name or member not in down
+        shown = member_state if reachable or member_state != MemberState.VALID.value else "down"
+        members.append(MemberStatus(member, reachable, counts.get(member, 0), shown))
     return StatusReply(
         name,
-        members,
+        tuple(members),
         hints_pending=max(0, counters[HINTS_PENDING]),
         transfers_pending=max(0, counters[TRANSFERS_ACTIVE]),
         partitions=ring.partitions,
@@ -129,7 +148,13 @@ def status(name: str, ring: Ring, ae: AntiEntropy, counters: Counter[str], down:
 
 
 def answer_admin(
-    request: AdminRequest, name: str, ae: AntiEntropy, counters: Counter[str], down: Set[str]
+    request: AdminRequest,
+    name: str,
+    ae: AntiEntropy,
+    counters: Counter[str],
+    down: Set[str],
+    *,
+    state: ClusterState | None = None,
 ) -> AdminReply | Failure:
     match request:
         case RepairRequest(partition):
@@ -138,5 +163,5 @@ def answer_admin(
             except ConfigError as err:
                 return Failure(FailureKind.BAD_REQUEST, str(err), "partition")
         case StatusRequest():
-            return status(name, ae.ring, ae, counters, down)
+            return status(name, ae.ring, ae, counters, down, state=state)
     return _repair_status(ae.progress())

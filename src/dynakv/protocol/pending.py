@@ -12,7 +12,7 @@ from dynakv.core.config import BucketProps
 from dynakv.core.objects import Content, StoredObject, last_write_wins, visible_siblings
 from dynakv.protocol.coordinator import GetCoordination, PutCoordination, Target
 from dynakv.protocol.effects import Effect, Reply, Send
-from dynakv.protocol.messages import ClientReply, Failure, FailureKind, ForwardReply
+from dynakv.protocol.messages import ClientReply, ClientRequest, Failure, FailureKind, ForwardReply
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +67,10 @@ class PendingForward:
     node: str
     deadline_ms: int
     needed: int
+    # The request, and the other reachable targets to try if `node` refuses it (it is not a target in
+    # its own view of the ring: the views disagree while a membership change spreads).
+    request: ClientRequest | None = None
+    rest: tuple[str, ...] = ()
 
 
 def reply_to(origin: Origin, reply: ClientReply, out: list[Effect]) -> None:

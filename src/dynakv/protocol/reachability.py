@@ -76,6 +76,19 @@ class Reachability:
         self.link_down.discard(peer)
         return self.heard(peer, now_ms)
 
+    def set_peers(self, peers: list[str]) -> list[str]:
+        """The members to watch changed (membership): new ones are watched from the next tick on; the
+        peers no longer members are forgotten, and returned if they were counted unreachable."""
+        wanted = sorted(p for p in set(peers) if p != self.name)
+        gone = sorted(set(self.peers) - set(wanted))
+        self.peers = wanted
+        for peer in gone:
+            self.detector.forget(peer)
+            self.link_down.discard(peer)
+        dropped = [p for p in gone if p in self.unreachable]
+        self.unreachable.difference_update(gone)
+        return dropped
+
     # -- time ----------------------------------------------------------------------------------------
 
     def on_tick(self, now_ms: int, out: list[Effect]) -> Change:
@@ -87,6 +100,8 @@ class Reachability:
             for peer in self.peers:
                 self.detector.forget(peer)
                 self.detector.watch(peer, now_ms)
+        for peer in self.peers:
+            self.detector.watch(peer, now_ms)  # a member learned since the last tick (a no-op otherwise)
         self._probe(None if last is None else now_ms - last, out)
         return self._judge(now_ms)
 

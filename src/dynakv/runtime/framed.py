@@ -45,6 +45,8 @@ class Host(Protocol):
     cluster_name: str
     frame_bytes_max: int
     counters: Counter[str]
+    # This node's cluster address once bound ("host:port"), sent in its Hello to peers.
+    advertised: str | None
 
     def deliver(self, event: Event) -> None:
         """Hand one event to the Node and execute its effects (writes stay batched until flush)."""
@@ -80,7 +82,7 @@ def frame_buffers(payloads: Iterable[bytes], frame_bytes_max: int) -> list[bytes
 
 
 def make_hello(host: Host) -> bytes:
-    return encode_hello(Hello(host.cluster_name, PROTOCOL_VERSION, host.name, "node"))
+    return encode_hello(Hello(host.cluster_name, PROTOCOL_VERSION, host.name, "node", host.advertised))
 
 
 class FramedProtocol(asyncio.Protocol):

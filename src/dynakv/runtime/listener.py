@@ -35,9 +35,8 @@ CLIENT_PENDING_MAX: Final = 1024
 
 
 class InboundPeerProtocol(FramedProtocol):
-    def __init__(self, host: Host, members: frozenset[str], on_peer_hello: Callable[[str], None]) -> None:
+    def __init__(self, host: Host, on_peer_hello: Callable[[str, str | None], None]) -> None:
         super().__init__(host)
-        self.members = members
         self.on_peer_hello = on_peer_hello
         self.peer = ""
 
@@ -47,11 +46,13 @@ class InboundPeerProtocol(FramedProtocol):
             raise HelloRejected(f"role {hello.role!r} on the cluster port (clients use the client port)")
         if hello.cluster != host.cluster_name:
             raise HelloRejected(f"cluster {hello.cluster!r}, ours is {host.cluster_name!r}")
-        if hello.name == host.name or hello.name not in self.members:
-            raise HelloRejected(f"{hello.name!r} is not one of our peers")
+        if hello.name == host.name:
+            raise HelloRejected(f"{hello.name!r} is our own name")
+        # Any node of our cluster is heard: a node joining through us is not a member yet. Membership
+        # itself decides what its messages change (gossip merges; data requests name partitions).
         self.peer = hello.name
         self.write([make_hello(host)])
-        self.on_peer_hello(hello.name)
+        self.on_peer_hello(hello.name, hello.address)
 
     def on_frame(self, frame: bytes) -> None:
         self.host.deliver(MessageReceived(self.peer, decode_peer(frame)))

@@ -22,18 +22,23 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import signal
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final
 
+from dynakv.core import cluster_state as cs
 from dynakv.core.claim import claim
+from dynakv.core.cluster_state import ClusterState
 from dynakv.core.config import Limits, Timing
 from dynakv.core.errors import ConfigError
+from dynakv.core.membership import MemberState
 from dynakv.protocol.data_path import Settings
 from dynakv.protocol.effects import Reply, Send
 from dynakv.protocol.events import ClientRequestReceived, Event, Tick
+from dynakv.protocol.gossip import JoinIntent
 from dynakv.protocol.messages import NodeReply, NodeRequest, PeerMessage
 from dynakv.protocol.node import Node
 from dynakv.protocol.ports import StorageEngine, StorageError
@@ -44,6 +49,7 @@ from dynakv.runtime.loop import Clock, run_forever
 from dynakv.runtime.metrics import Metrics
 from dynakv.runtime.node_state import Address, NodeConfig
 from dynakv.runtime.peers import Peers
+from dynakv.runtime.seeds import resolve_seed
 from dynakv.storage.common import lock_data_dir, unlock_data_dir
 from dynakv.storage.registry import open_engine
 from dynakv.wire.codec import encode_peer
@@ -60,6 +66,19 @@ Stopper = Callable[[], Awaitable[None]]
 FrontEnd = Callable[["NodeRunner", Address], Awaitable[tuple[Address, Stopper]]]
 
 
+def initial_state(config: NodeConfig) -> tuple[ClusterState, JoinIntent | None]:
+    """The cluster state a node starts from when its storage holds none (protocol/cluster.py), and
+    whether it joins through seeds: members configured, a static cluster claimed from their sorted
+    names; seeds, no cluster yet (it stages its own join once gossip brings the cluster's state); neither,
+    a new one-node cluster. Addresses are filled in once the listener is bound (`set_own_address`)."""
+    if len(config.members) > 1:
+        ring = claim(sorted(config.members), config.partitions, config.n_val)
+        return cs.from_ring(ring, {name: str(address) for name, address in config.members.items()}), None
+    if config.seeds:
+        return cs.empty(), JoinIntent()
+    return cs.new_cluster(config.name, config.partitions), None
+
+
 class NodeRunner:
     """Implements `framed.Host` and `listener.ClientHost` for the connections."""
 
@@ -71,8 +90,8 @@ class NodeRunner:
             Limits.from_mapping(config.limits),
             config.bucket_props(),
         )
-        ring = claim(sorted(config.members), config.partitions, config.n_val)
-        self.node = Node(config.name, actor, ring, storage, settings)
+        initial, join = initial_state(config)
+        self.node = Node(config.name, actor, initial, storage, settings, rng=random.Random(), join=join)
         self.name = config.name
         self.cluster_name = config.cluster_name
         self.frame_bytes_max = settings.limits.frame_bytes_max
@@ -81,6 +100,9 @@ class NodeRunner:
         self.clock = Clock()
         self.peers = Peers(self, config.members, config.listen.host, settings.limits.send_queue_frames_max)
         self.cluster_address: Address | None = None
+        self.advertised: str | None = None
+        self._members_seen: bytes | None = None
+        self._seed_tasks: list[asyncio.Task[None]] = []
         self.client_address: Address | None = None
         self.exit_code = EXIT_OK
         self._dirty: list[Flushable] = []
@@ -169,10 +191,9 @@ class NodeRunner:
     async def start(self) -> None:
         """Bind both listeners, then start the peer links and the ticks."""
         loop = asyncio.get_running_loop()
-        members = frozenset(self.config.members)
         listen, client = self.config.listen, self.config.client
         cluster_server = await loop.create_server(
-            lambda: InboundPeerProtocol(self, members, self.peers.on_inbound_hello),
+            lambda: InboundPeerProtocol(self, self.peers.on_inbound_hello),
             listen.host,
             listen.port,
             reuse_address=True,
@@ -184,7 +205,15 @@ class NodeRunner:
         self._servers.append(client_server)
         self.cluster_address = Address(listen.host, cluster_server.sockets[0].getsockname()[1])
         self.client_address = Address(client.host, client_server.sockets[0].getsockname()[1])
+        self.advertised = str(self.cluster_address)
+        self.node.cluster.set_own_address(self.advertised)
         self.peers.start()
+        self._learn_members()
+        self._seed_tasks = [
+            asyncio.create_task(resolve_seed(self, seed, listen.host, self._seed_found), name=f"seed-{seed}")
+            for seed in self.config.seeds
+            if seed != self.cluster_address
+        ]
         self._tick_task = asyncio.create_task(self._ticks(), name="ticks")
         log.info(
             "node %s (actor %s) serving: cluster %s, client %s; members %s",
@@ -203,7 +232,40 @@ class NodeRunner:
             next_at = max(next_at + interval, loop.time() - interval)  # after a stall, do not burst
             await asyncio.sleep(max(0.0, next_at - loop.time()))
             self.deliver(Tick())
+            self._learn_members()
             self.flush()
+
+    def _learn_members(self) -> None:
+        """Open links to members the cluster state names that this node has no link to yet."""
+        state = self.node.cluster.state
+        if state.digest == self._members_seen:
+            return
+        self._members_seen = state.digest
+        me = state.members.get(self.name)
+        if (
+            me is not None
+            and me.state in (MemberState.EXITING, MemberState.REMOVED)
+            and not self._stop.is_set()
+        ):
+            # `dynakv cluster leave` committed and every partition handed off (or this node was removed):
+            # nothing is left for it to serve.
+            log.info(
+                "this node is %s: its partitions are handed off; stopping",
+                state.members[self.name].state.value,
+            )
+            self.request_stop()
+        for member in state.members.values():
+            if member.address is None or member.state is MemberState.REMOVED or member.name == self.name:
+                continue
+            try:
+                self.peers.learn(member.name, node_state.parse_address(member.address, "member address"))
+            except ConfigError as err:
+                log.warning("member %s has an unusable address: %s", member.name, err)
+
+    def _seed_found(self, name: str, address: Address) -> None:
+        log.info("seed %s is node %s", address, name)
+        self.peers.learn(name, address)
+        self.node.cluster.add_seed(name)
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -228,6 +290,11 @@ class NodeRunner:
             server.close()
         for conn in list(self._connections):
             conn.close()
+        for task in self._seed_tasks:
+            task.cancel()
+        for task in self._seed_tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.peers.stop()
         if self._tick_task is not None:
             self._tick_task.cancel()

@@ -95,6 +95,9 @@ class NodeConfig:
     timing: dict[str, int] = field(default_factory=dict)
     limits: dict[str, int] = field(default_factory=dict)
     buckets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Cluster addresses of seeds (`--seed`): the node finds its cluster through them and stages its
+    # own join; gossip asks a seed now and then. Empty with no other member: a new one-node cluster.
+    seeds: tuple[Address, ...] = ()
 
     def __post_init__(self) -> None:
         check_name(self.name)
@@ -105,7 +108,8 @@ class NodeConfig:
             check_name(member, "member")
         if self.members.get(self.name) != self.listen:
             raise ConfigError("members", f"the node's own entry must be its listen address {self.listen}")
-        if len(self.members) < self.n_val:
+        if len(self.members) > 1 and len(self.members) < self.n_val:
+            # A static cluster; a dynamic one (one member, maybe seeds) grows to n_val by joins.
             raise ConfigError("n_val", f"{self.n_val} is above the {len(self.members)} members")
         self.cluster_config()  # validates partitions, n_val and the cluster name
         Timing.from_mapping(self.timing)
@@ -135,6 +139,7 @@ class NodeConfig:
             "timing": dict(sorted(self.timing.items())),
             "limits": dict(sorted(self.limits.items())),
             "buckets": {name: dict(sorted(props.items())) for name, props in sorted(self.buckets.items())},
+            "seeds": [str(seed) for seed in self.seeds],
         }
 
     @classmethod
@@ -156,6 +161,7 @@ class NodeConfig:
                 timing=dict(data.get("timing", {})),
                 limits=dict(data.get("limits", {})),
                 buckets={str(k): dict(v) for k, v in dict(data.get("buckets", {})).items()},
+                seeds=tuple(parse_address(str(s), "seeds") for s in list(data.get("seeds", []))),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             if isinstance(err, ConfigError):
@@ -176,6 +182,7 @@ class Overrides:
     storage: str | None = None
     partitions: int | None = None
     n_val: int | None = None
+    seeds: tuple[Address, ...] | None = None
 
 
 def _pick(given: Any, saved: Any, default: Any) -> Any:
@@ -196,6 +203,10 @@ def resolve(saved: NodeConfig | None, given: Overrides) -> NodeConfig:
     if saved is not None:
         members.pop(saved.name, None)
     members[name] = listen
+    seeds: tuple[Address, ...] = _pick(given.seeds, saved and saved.seeds, ())
+    # A node that joins through seeds takes the usual n_val; a lone node without seeds keeps n_val at
+    # its member count unless told (so a single-node cluster serves with the defaults).
+    n_val_default = _NO_CONFIG["n_val"] if seeds else min(_NO_CONFIG["n_val"], len(members))
     return NodeConfig(
         name=name,
         listen=listen,
@@ -205,10 +216,11 @@ def resolve(saved: NodeConfig | None, given: Overrides) -> NodeConfig:
         http=_pick(given.http, saved and saved.http, None),
         storage=_pick(given.storage, saved and saved.storage, _NO_CONFIG["storage"]),
         partitions=_pick(given.partitions, saved and saved.partitions, _NO_CONFIG["partitions"]),
-        n_val=_pick(given.n_val, saved and saved.n_val, min(_NO_CONFIG["n_val"], len(members))),
+        n_val=_pick(given.n_val, saved and saved.n_val, n_val_default),
         timing=dict(saved.timing) if saved else {},
         limits=dict(saved.limits) if saved else {},
         buckets={k: dict(v) for k, v in saved.buckets.items()} if saved else {},
+        seeds=seeds,
     )
 
 

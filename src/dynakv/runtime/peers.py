@@ -33,11 +33,11 @@ import random
 from collections import deque
 from typing import Final
 
-from dynakv.core.errors import RemoteProtocolError
+from dynakv.core.errors import ConfigError, RemoteProtocolError
 from dynakv.protocol.events import PeerConnected, PeerDisconnected
 from dynakv.runtime.backoff import Backoff
 from dynakv.runtime.framed import HELLO_TIMEOUT_S, FramedProtocol, HelloRejected, Host, make_hello
-from dynakv.runtime.node_state import Address
+from dynakv.runtime.node_state import Address, parse_address
 from dynakv.wire.codec import Hello
 
 log = logging.getLogger(__name__)
@@ -211,25 +211,54 @@ class PeerLink:
 
 
 class Peers:
-    """Every outgoing link of this node, by peer name."""
+    """Every outgoing link of this node, by peer name. Links are added as peers become known: the
+    configured members at start, then members learned from the cluster state (`learn`) and nodes that
+    say hello with their address (a node joining through this one)."""
 
     def __init__(self, host: Host, members: dict[str, Address], local_host: str, queue_max: int) -> None:
         self.host = host
+        self.local_host = local_host
+        self.queue_max = queue_max
         self.links: dict[str, PeerLink] = {}
-        for name, address in sorted(members.items()):
-            if name == host.name:
-                continue
-            # Seeded per (node, peer): reproducible, yet different nodes draw different jitter.
-            seed = int.from_bytes(hashlib.blake2b(f"{host.name}->{name}".encode(), digest_size=8).digest())
-            self.links[name] = PeerLink(
-                host, name, address, local_host=local_host, queue_max=queue_max, rng=random.Random(seed)
-            )
         self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
+        for name, address in sorted(members.items()):
+            if name != host.name:
+                self._add(name, address)
+
+    def _add(self, name: str, address: Address) -> None:
+        # Seeded per (node, peer): reproducible, yet different nodes draw different jitter.
+        seed = int.from_bytes(hashlib.blake2b(f"{self.host.name}->{name}".encode(), digest_size=8).digest())
+        link = PeerLink(
+            self.host,
+            name,
+            address,
+            local_host=self.local_host,
+            queue_max=self.queue_max,
+            rng=random.Random(seed),
+        )
+        self.links[name] = link
+        if self._started:
+            self._tasks.append(asyncio.create_task(link.run(), name=f"peer-{name}"))
 
     def start(self) -> None:
+        self._started = True
         self._tasks = [
             asyncio.create_task(link.run(), name=f"peer-{name}") for name, link in self.links.items()
         ]
+
+    def learn(self, name: str, address: Address) -> None:
+        """`name` is a peer at `address`: open a link to it, or point its link there (it moved)."""
+        if name == self.host.name:
+            return
+        link = self.links.get(name)
+        if link is None:
+            log.info("learned of peer %s at %s", name, address)
+            self._add(name, address)
+        elif link.address != address:
+            log.info("peer %s moved to %s", name, address)
+            link.address = address
+            link.kick()
 
     def send(self, dst: str, payload: bytes) -> None:
         link = self.links.get(dst)
@@ -239,9 +268,14 @@ class Peers:
             return
         link.send(payload)
 
-    def on_inbound_hello(self, name: str) -> None:
+    def on_inbound_hello(self, name: str, address: str | None = None) -> None:
         link = self.links.get(name)
-        if link is not None:
+        if link is None and address is not None:
+            try:
+                self.learn(name, parse_address(address, "hello address"))
+            except ConfigError as err:
+                log.warning("%s said hello with an unusable address: %s", name, err)
+        elif link is not None:
             link.kick()
 
     async def stop(self) -> None:

@@ -20,6 +20,8 @@ from dynakv.core import codec
 from dynakv.core.codec import want_bool, want_bytes, want_int, want_list_of, want_optional, want_str
 from dynakv.core.errors import DecodeError, RemoteProtocolError
 from dynakv.core.objects import Content, content_from_payload, content_to_payload
+from dynakv.protocol.cluster_admin_messages import ClusterCommitForward, ClusterCommitForwardReply
+from dynakv.protocol.gossip_messages import GossipDigest, GossipState
 from dynakv.protocol.liveness import Ping, Pong
 from dynakv.protocol.messages import (
     AeKeysReply,
@@ -55,6 +57,8 @@ from dynakv.protocol.messages import (
     TransferBatch,
 )
 from dynakv.wire.ae_codec import AE_TAGS, ae_fields, decode_ae
+from dynakv.wire.cluster_admin_codec import CLUSTER_PEER_TAGS, cluster_peer_fields, decode_cluster_peer
+from dynakv.wire.gossip_codec import GOSSIP_TAGS, decode_gossip, gossip_fields
 from dynakv.wire.liveness_codec import LIVENESS_TAGS, decode_liveness, liveness_fields
 from dynakv.wire.props_codec import PROPS_TAGS, decode_props, props_fields
 from dynakv.wire.service_codec import (
@@ -81,6 +85,9 @@ class Hello:
     protocol_version: int
     name: str
     role: str
+    # A node's own cluster address "host:port", so a peer that does not know it yet (a node joining
+    # through a seed) can open its link back (membership). Absent for clients.
+    address: str | None = None
 
 
 # Tags. Peer and client messages share one numbering so that a frame sent on the wrong kind of
@@ -93,9 +100,11 @@ _KEY_LIST_REQUEST, _KEY_LIST_REPLY = 10, 11
 # 12 and 13: transfers (wire/transfer_codec.py).
 # 16-19 and 23: anti-entropy (wire/ae_codec.py).
 # 24 and 25: probes (wire/liveness_codec.py).
+# 26 and 27: gossip (wire/gossip_codec.py). 28 and 29: commit forward (wire/cluster_admin_codec.py).
 _GET, _PUT, _DELETE = 20, 21, 22
 _GET_REPLY, _PUT_REPLY, _DELETE_REPLY, _FAILURE = 30, 31, 32, 33
-# 40-48 and 50-54: service requests and replies on client connections (wire/service_codec.py).
+# 40-48 and 50-54: service requests and replies on client connections (wire/service_codec.py);
+# 60-65: cluster admin requests and replies (wire/cluster_admin_codec.py).
 
 
 def _quorum(value: Any, field: str) -> int | str | None:
@@ -300,9 +309,40 @@ def _peer_fields(msg: PeerMessage) -> list[Any]:
             return [_KEY_LIST_REPLY, req_id, list(names), done, ok, seq]
         case AeNodesRequest() | AeNodesReply() | AeKeysRequest() | AeKeysReply() | AeObjects():
             return ae_fields(msg)
-        case TransferBatch() | TransferAck() | Ping() | Pong():
-            return liveness_fields(msg) if isinstance(msg, Ping | Pong) else transfer_fields(msg)
+        case (
+            TransferBatch()
+            | TransferAck()
+            | Ping()
+            | Pong()
+            | GossipDigest()
+            | GossipState()
+            | ClusterCommitForward()
+            | ClusterCommitForwardReply()
+        ):
+            return _side_fields(msg)
     raise AssertionError(f"not a peer message: {msg!r}")
+
+
+_SideMessage = (
+    TransferBatch
+    | TransferAck
+    | Ping
+    | Pong
+    | GossipDigest
+    | GossipState
+    | ClusterCommitForward
+    | ClusterCommitForwardReply
+)
+
+
+def _side_fields(msg: _SideMessage) -> list[Any]:
+    if isinstance(msg, ClusterCommitForward | ClusterCommitForwardReply):
+        return cluster_peer_fields(msg)
+    if isinstance(msg, Ping | Pong):
+        return liveness_fields(msg)
+    if isinstance(msg, GossipDigest | GossipState):
+        return gossip_fields(msg)
+    return transfer_fields(msg)
 
 
 def _nested(value: Any, field: str, decode: Callable[[int, list[Any]], Any]) -> Any:
@@ -318,6 +358,8 @@ _SUB_DECODERS: Final[tuple[tuple[frozenset[int], Callable[[int, list[Any]], Peer
     (TRANSFER_TAGS, decode_transfer),
     (LIVENESS_TAGS, decode_liveness),
     (PROPS_TAGS, decode_props),
+    (GOSSIP_TAGS, decode_gossip),
+    (CLUSTER_PEER_TAGS, decode_cluster_peer),
 )
 
 
@@ -391,17 +433,23 @@ def decode_peer(data: bytes) -> PeerMessage:
 
 
 def encode_hello(hello: Hello) -> bytes:
-    return codec.pack([_HELLO, hello.cluster, hello.protocol_version, hello.name, hello.role])
+    fields = [_HELLO, hello.cluster, hello.protocol_version, hello.name, hello.role]
+    return codec.pack(fields if hello.address is None else [*fields, hello.address])
 
 
 def decode_hello(data: bytes) -> Hello:
     def inner(tag: int, f: list[Any]) -> Hello:
-        if tag != _HELLO or len(f) != 4:
+        if tag != _HELLO or len(f) not in (4, 5):
             raise DecodeError("the first frame must be a hello")
+        address = want_str(f[4], "address") if len(f) == 5 else None
+        if address is not None and not 0 < len(address) <= _NODE_NAME_MAX:
+            raise DecodeError(f"address: 1 to {_NODE_NAME_MAX} characters")
         role = want_str(f[3], "role")
         if role not in ("node", "client"):
             raise DecodeError(f"role: {role!r} is neither 'node' nor 'client'")
-        return Hello(want_str(f[0], "cluster"), _u64(f[1], "protocol_version"), want_str(f[2], "name"), role)
+        return Hello(
+            want_str(f[0], "cluster"), _u64(f[1], "protocol_version"), want_str(f[2], "name"), role, address
+        )
 
     result: Hello = _guarded(data, inner)
     return result

@@ -30,6 +30,14 @@ from dynakv.protocol.admin_messages import (
     StatusReply,
     StatusRequest,
 )
+from dynakv.protocol.cluster_admin_messages import (
+    ClusterCommitRequest,
+    ClusterPlanReply,
+    ClusterPlanRequest,
+    ClusterStageRequest,
+    ClusterTransfersReply,
+    ClusterTransfersRequest,
+)
 from dynakv.protocol.messages import (
     BucketPropsReply,
     GetBucketProps,
@@ -45,12 +53,21 @@ from dynakv.protocol.messages import (
     ServiceRequest,
     SetBucketProps,
 )
+from dynakv.wire.cluster_admin_codec import (
+    CLUSTER_REPLY_TAGS,
+    CLUSTER_REQUEST_TAGS,
+    cluster_reply_fields,
+    cluster_request_fields,
+    decode_cluster_reply,
+    decode_cluster_request,
+)
 
 LIST_KEYS, LIST_BUCKETS, GET_PROPS, SET_PROPS, RESET_PROPS = 40, 41, 42, 43, 44
 PREFLIST, REPAIR, REPAIR_STATUS, STATUS = 45, 46, 47, 48
 LIST_REPLY, PROPS_REPLY, PREFLIST_REPLY, REPAIR_STATUS_REPLY, STATUS_REPLY = 50, 51, 52, 53, 54
-SERVICE_REQUEST_TAGS: Final = frozenset(range(40, 49))
-SERVICE_REPLY_TAGS: Final = frozenset(range(50, 55))
+# Cluster admin requests and replies (wire/cluster_admin_codec.py) travel the same way.
+SERVICE_REQUEST_TAGS: Final = frozenset(range(40, 49)) | CLUSTER_REQUEST_TAGS
+SERVICE_REPLY_TAGS: Final = frozenset(range(50, 55)) | CLUSTER_REPLY_TAGS
 
 _INT64_MAX: Final = (1 << 63) - 1
 # Riak's props are flat but for precommit/postcommit lists of {mod, fun} maps: depth 3 is what an
@@ -59,7 +76,15 @@ _VALUE_DEPTH_MAX: Final = 8
 _NAME_CHARS_MAX: Final = 1024
 
 # Where a non-failure service reply goes, by its type (Failure is codec.py's).
-NonFailureReply = ListReply | BucketPropsReply | PreflistReply | RepairStatus | StatusReply
+NonFailureReply = (
+    ListReply
+    | BucketPropsReply
+    | PreflistReply
+    | RepairStatus
+    | StatusReply
+    | ClusterPlanReply
+    | ClusterTransfersReply
+)
 
 
 def _u64(value: Any, field: str) -> int:
@@ -125,10 +150,16 @@ def service_request_fields(request: ServiceRequest) -> list[Any]:
             return [REPAIR_STATUS]
         case StatusRequest():
             return [STATUS]
+        case (
+            ClusterStageRequest() | ClusterPlanRequest() | ClusterCommitRequest() | ClusterTransfersRequest()
+        ):
+            return cluster_request_fields(request)
     raise AssertionError(f"not a service request: {request!r}")
 
 
 def decode_service_request(tag: int, f: list[Any]) -> ServiceRequest:
+    if tag in CLUSTER_REQUEST_TAGS:
+        return decode_cluster_request(tag, f)
     timeout = "timeout_ms"
     if tag == LIST_KEYS and len(f) == 2:
         return ListKeysRequest(want_bytes(f[0], "bucket"), want_optional(f[1], timeout, _u64))
@@ -166,9 +197,11 @@ def service_reply_fields(reply: NonFailureReply) -> list[Any]:
         case RepairStatus(total, done, repaired, failed, finished):
             return [REPAIR_STATUS_REPLY, total, done, repaired, failed, finished]
         case StatusReply():
-            members = [[m.name, m.reachable, m.partitions_owned] for m in reply.members]
+            members = [[m.name, m.reachable, m.partitions_owned, m.state] for m in reply.members]
             counts = [reply.hints_pending, reply.transfers_pending, reply.partitions, reply.n_val]
             return [STATUS_REPLY, reply.node, members, *counts, reply.trees_building]
+        case ClusterPlanReply() | ClusterTransfersReply():
+            return cluster_reply_fields(reply)
     raise AssertionError(f"not a service reply: {reply!r}")
 
 
@@ -185,16 +218,20 @@ def _preflist_entry(value: Any, field: str) -> PreflistEntry:
 
 def _member(value: Any, field: str) -> MemberStatus:
     items = want_list(value, field)
-    if len(items) != 3:
-        raise DecodeError(f"{field}: expected 3 items, got {len(items)}")
+    if len(items) not in (3, 4):
+        raise DecodeError(f"{field}: expected 3 or 4 items, got {len(items)}")
+    state = _name(items[3], f"{field}.state") if len(items) == 4 else "valid"
     return MemberStatus(
         _name(items[0], f"{field}.name"),
         want_bool(items[1], f"{field}.reachable"),
         _u64(items[2], f"{field}.partitions_owned"),
+        state,
     )
 
 
 def decode_service_reply(tag: int, f: list[Any]) -> ServiceReply:
+    if tag in CLUSTER_REPLY_TAGS:
+        return decode_cluster_reply(tag, f)
     if tag == LIST_REPLY and len(f) == 1:
         return ListReply(tuple(want_list_of(f[0], "names", want_bytes)))
     if tag == PROPS_REPLY and len(f) == 1:

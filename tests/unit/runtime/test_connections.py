@@ -62,6 +62,7 @@ class FakeHost:
     name = "n1"
     cluster_name = "c"
     frame_bytes_max = MAX
+    advertised: str | None = "127.0.0.1:7001"
 
     def __init__(self) -> None:
         self.counters: Counter[str] = Counter()

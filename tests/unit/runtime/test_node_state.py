@@ -58,8 +58,13 @@ def test_first_start_defaults() -> None:
     # Fewer members than the default n_val: n_val follows the member count, unless given.
     alone = resolve(None, Overrides(name="solo", listen=A))
     assert alone.n_val == 1
+    # A lone node may be given the n_val its cluster will have once others join (dynamic membership);
+    # so may a node joining through a seed, whose default is the usual one.
+    assert resolve(None, Overrides(name="solo", listen=A, n_val=3)).n_val == 3
+    assert resolve(None, Overrides(name="solo", listen=A, seeds=(B,))).n_val == 3
+    # A static cluster still needs at least n_val members.
     with pytest.raises(ConfigError, match="n_val"):
-        resolve(None, Overrides(name="solo", listen=A, n_val=3))
+        resolve(None, Overrides(name="solo", listen=A, members={"other": B}, n_val=3))
 
 
 def test_json_round_trip_and_restart_overrides() -> None:

@@ -1,0 +1,156 @@
+"""`dynakv cluster plan|commit|leave|remove|clear|transfers` and `dynakv ring --host|--cluster`.
+
+Membership changes are staged, as in Riak: `leave NAME` (a member hands its partitions off, then exits)
+and `remove NAME` (a dead member: its partitions are claimed again) stage a change on the node asked,
+and gossip spreads it; `plan` shows the staged changes and the partition moves they cause; `commit`
+carries them out on the claimant (the node asked forwards it). A node started with `--seed` stages its
+own join. `transfers` lists the pending ownership moves; `ring` the members and what they own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+from dynakv.cli.admin_cmd import TARGET_HELP, _addresses, _failed, _parser
+from dynakv.cli.kv_cmd import EXIT_OK
+from dynakv.client import Client, DynakvClientError
+from dynakv.protocol.cluster_admin_messages import ClusterPlanReply, ClusterTransfersReply, StageKind
+
+CLUSTER_EPILOG: Final = (
+    TARGET_HELP
+    + """
+Staged changes wait for `dynakv cluster commit`; `plan` shows what it would do (the moves it causes).
+A node joins by starting with `dynakv node --seed HOST:PORT` (it stages its own join).
+
+exit codes: 0 done, 2 usage, 4 refused (nothing staged, not a member, ...), 5 server failure,
+6 no node reachable or the claimant unreachable.
+"""
+)
+
+
+def register(commands: Any) -> None:
+    cluster = commands.add_parser(
+        "cluster",
+        help="stage, plan and commit membership changes; show transfers",
+        description="Stage, plan and commit membership changes (as Riak's `riak admin cluster`).",
+        epilog=CLUSTER_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    verbs = cluster.add_subparsers(dest="verb", metavar="VERB", required=True)
+    simple: list[tuple[str, str, Callable[[Client, argparse.Namespace], Any]]] = [
+        ("plan", "show the staged changes and the partition moves they cause", lambda c, a: c.cluster_plan()),
+        ("commit", "carry out the staged changes (on the claimant)", lambda c, a: c.cluster_commit()),
+        ("clear", "drop every staged change", lambda c, a: c.cluster_stage(StageKind.CLEAR)),
+        ("transfers", "list the pending ownership moves", lambda c, a: c.cluster_transfers()),
+        ("leave", "stage: NAME hands its partitions off, then exits", _stager(StageKind.LEAVE)),
+        ("remove", "stage: NAME (dead) is removed, its partitions claimed again", _stager(StageKind.REMOVE)),
+    ]
+    for name, help_text, call in simple:
+        parser = _parser(verbs, name, help_text)
+        parser.epilog = CLUSTER_EPILOG
+        if name in ("leave", "remove"):
+            parser.add_argument("name", metavar="NAME", help="the member's node name")
+        parser.add_argument("--json", action="store_true", help="print one JSON object")
+        parser.set_defaults(run=functools.partial(_run, parser, call))
+
+
+def _stager(kind: StageKind) -> Callable[[Client, argparse.Namespace], Any]:
+    return lambda client, args: client.cluster_stage(kind, args.name)
+
+
+def _run(
+    parser: argparse.ArgumentParser,
+    call: Callable[[Client, argparse.Namespace], Any],
+    args: argparse.Namespace,
+) -> int:
+    addresses = _addresses(parser, args)
+    try:
+        with Client(addresses) as client:
+            reply = call(client, args)
+    except DynakvClientError as err:
+        return _failed(err)
+    if args.json:
+        sys.stdout.write(json.dumps(reply_json(reply), indent=2) + "\n")
+    else:
+        sys.stdout.write("".join(line + "\n" for line in reply_lines(reply)))
+    return EXIT_OK
+
+
+def reply_json(reply: ClusterPlanReply | ClusterTransfersReply) -> dict[str, Any]:
+    if isinstance(reply, ClusterPlanReply):
+        return {"claimant": reply.claimant, "ring_version": reply.ring_version, "lines": list(reply.lines)}
+    moves = [
+        {"partition": m.partition, "from": m.old_owner, "to": m.new_owner, "complete": m.complete}
+        for m in reply.moves
+    ]
+    return {"ring_version": reply.ring_version, "transfers_pending": len(moves), "moves": moves}
+
+
+def reply_lines(reply: ClusterPlanReply | ClusterTransfersReply) -> list[str]:
+    if isinstance(reply, ClusterPlanReply):
+        return [f"claimant {reply.claimant}, ring version {reply.ring_version}", *reply.lines]
+    head = f"ring version {reply.ring_version}: {len(reply.moves)} ownership transfers pending"
+    rows = [
+        f"  partition {m.partition}: {m.old_owner} -> {m.new_owner}{' (complete)' if m.complete else ''}"
+        for m in reply.moves
+    ]
+    return [head, *rows]
+
+
+# -- dynakv ring --host|--cluster ------------------------------------------------------------------------
+
+RING_EPILOG: Final = (
+    TARGET_HELP
+    + """
+Without a RING_COMMAND, `dynakv ring --host ADDR` (or --cluster DIR) shows the live ring as that node
+sees it: ring version, members with their state and the partitions they own, pending transfers.
+--json prints {"ring_version", "partitions", "n_val", "members": [{"name", "state", "partitions"}],
+"transfers_pending", "moves": [...]}.
+"""
+)
+
+
+def add_ring_view(ring: argparse.ArgumentParser) -> None:
+    """`dynakv ring` with a target and no subcommand: the live ring (`ring plan` sizes one offline)."""
+    ring.epilog = RING_EPILOG
+    ring.formatter_class = argparse.RawDescriptionHelpFormatter
+    target = ring.add_mutually_exclusive_group()
+    target.add_argument("--cluster", type=Path, metavar="DIR", help="a `dynakv dev` directory")
+    target.add_argument("--host", metavar="HOST:PORT", help="one node's client address")
+    ring.add_argument("--json", action="store_true", help="print one JSON object")
+    ring.set_defaults(run=functools.partial(_run_ring, ring))
+
+
+def _run_ring(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.host is None and args.cluster is None:
+        parser.error("give --host HOST:PORT or --cluster DIR (or a RING_COMMAND such as plan)")
+    addresses = _addresses(parser, args)
+    try:
+        with Client(addresses) as client:
+            status = client.status()
+            transfers = client.cluster_transfers()
+    except DynakvClientError as err:
+        return _failed(err)
+    view = {
+        "ring_version": transfers.ring_version,
+        "partitions": status.partitions,
+        "n_val": status.n_val,
+        "members": [
+            {"name": m.name, "state": m.state, "partitions": m.partitions_owned} for m in status.members
+        ],
+        **{k: v for k, v in reply_json(transfers).items() if k != "ring_version"},
+    }
+    if args.json:
+        sys.stdout.write(json.dumps(view, indent=2) + "\n")
+        return EXIT_OK
+    lines = [f"ring version {transfers.ring_version}: {status.partitions} partitions, n_val {status.n_val}"]
+    lines += [f"  {m.name:<20} {m.state:<8} {m.partitions_owned:>5} partitions" for m in status.members]
+    lines += reply_lines(transfers)
+    sys.stdout.write("".join(line + "\n" for line in lines))
+    return EXIT_OK

@@ -1,0 +1,88 @@
+"""Cluster admin service requests (`dynakv cluster ...`) and their replies, and the peer messages that
+carry a commit to the claimant.
+
+Staged, as Riak does it: `leave NAME` and `remove NAME` (and `clear`) stage a change on whichever node
+is asked, and gossip carries it; `plan` shows what the staged changes would do, computed from the asked
+node's state; `commit` carries them out on the claimant (a node that is not the claimant forwards it,
+`ClusterCommitForward`, and relays the answer). `transfers` lists the pending ownership moves.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class StageKind(enum.Enum):
+    LEAVE = "leave"
+    REMOVE = "remove"
+    CLEAR = "clear"  # drop every staged change (name ignored)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterStageRequest:
+    kind: StageKind
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterPlanRequest:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterCommitRequest:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterTransfersRequest:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterPlanReply:
+    """The plan's lines (claimant.Plan.lines(), or what was staged), the claimant, the ring version."""
+
+    claimant: str
+    ring_version: int
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TransferInfo:
+    """One pending ownership move: `partition` from `old_owner` to `new_owner`; `complete` once the new
+    owner holds all of it (the ring flips at the claimant's next round)."""
+
+    partition: int
+    old_owner: str
+    new_owner: str
+    complete: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterTransfersReply:
+    ring_version: int
+    moves: tuple[TransferInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterCommitForward:
+    """Peer message: a node that is not the claimant asks the claimant to commit."""
+
+    req_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterCommitForwardReply:
+    """The claimant's answer: the committed plan, or why not (`error_kind` a `FailureKind` value)."""
+
+    req_id: int
+    reply: ClusterPlanReply | None
+    error_kind: str = ""
+    error: str = ""
+
+
+ClusterRequest = ClusterStageRequest | ClusterPlanRequest | ClusterCommitRequest | ClusterTransfersRequest
+ClusterReply = ClusterPlanReply | ClusterTransfersReply
+ClusterPeerMessage = ClusterCommitForward | ClusterCommitForwardReply
