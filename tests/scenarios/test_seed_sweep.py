@@ -247,3 +247,16 @@ def test_the_stray_copy_checker_sees_a_copy_left_on_a_fallback() -> None:
     sim.storage[fallback].put(partition, CART_BUCKET, key, data)
     violations = checkers.no_stray_copies(sim, workload).violations
     assert len(violations) == 1 and violations[0].startswith(f"{fallback} still holds cart0"), violations
+
+
+# -- membership churn (sweep.Churn): a join committed during the workload window --------------------
+
+CHURN_SEEDS = range(30)
+
+
+@pytest.mark.parametrize("seeds", chunks(CHURN_SEEDS), ids=lambda r: f"churn{r.start}-{r.stop - 1}")
+def test_the_churn_sweep_passes_every_checker(seeds: range) -> None:
+    config = RunConfig(churn=True)
+    sweep(seeds, config)
+    assert replay_command(seeds.start, config).endswith("--churn")
+    assert all("n6" in run_seed(seed, config).owners for seed in seeds[:2])  # the join took effect

@@ -174,3 +174,15 @@ class ClusterWiring:
 def live_members(state: ClusterState, name: str) -> list[str]:
     """The members other than `name` that are not removed, in name order: the peers to watch."""
     return [m.name for m in state.members.values() if m.name != name and m.state is not MemberState.REMOVED]
+
+
+def should_stop(state: ClusterState, name: str) -> bool:
+    """Whether node `name` has nothing left to serve and may stop: it was removed, or it is exiting
+    (a leave committed and handed off) in an epoch another node wrote. A leaving claimant makes itself
+    exiting in an epoch only it holds: stopping then would take that epoch (its last flip) with it and
+    leave every other node waiting on a claimant that is gone; it goes on gossiping instead until the
+    next claimant, having seen it exiting, marks it removed."""
+    me = state.members.get(name)
+    if me is None:
+        return False
+    return me.state is MemberState.REMOVED or (me.state is MemberState.EXITING and state.claimant != name)

@@ -35,6 +35,7 @@ from dynakv.core.cluster_state import ClusterState
 from dynakv.core.config import Limits, Timing
 from dynakv.core.errors import ConfigError
 from dynakv.core.membership import MemberState
+from dynakv.protocol.cluster import should_stop
 from dynakv.protocol.data_path import Settings
 from dynakv.protocol.effects import Reply, Send
 from dynakv.protocol.events import ClientRequestReceived, Event, Tick
@@ -241,12 +242,7 @@ class NodeRunner:
         if state.digest == self._members_seen:
             return
         self._members_seen = state.digest
-        me = state.members.get(self.name)
-        if (
-            me is not None
-            and me.state in (MemberState.EXITING, MemberState.REMOVED)
-            and not self._stop.is_set()
-        ):
+        if should_stop(state, self.name) and not self._stop.is_set():
             # `dynakv cluster leave` committed and every partition handed off (or this node was removed):
             # nothing is left for it to serve.
             log.info(

@@ -160,14 +160,25 @@ def _root_violations(sim: Simulation, against_storage: bool) -> Iterator[str]:
             yield f"partition {partition}: roots differ: {shown}"
 
 
+def owners_ever(sim: Simulation, key: bytes) -> set[str]:
+    """Every node that was a primary of `key` in a ring (or future ring) some node held during the run:
+    after membership churn an old owner keeps its copy (docs/adr/0008-membership.md: deleting it once
+    every member holds the flipped ring is not built), and a move's target receives data before the
+    flip. Without churn, the primaries of the one static ring."""
+    partition = sim.ring.partition_for_key(CART_BUCKET, key)
+    n_val = sim.settings.cluster.n_val
+    return {node for ring in sim.rings_seen for node in primaries(ring, partition, n_val)}
+
+
 def no_stray_copies(sim: Simulation, workload: CartWorkload) -> Check:
-    """Handoff finished: no node keeps a cart it is not a primary of. A fallback's copy leaves once
-    the primary acknowledged it (hints are never dropped or expired in a sweep), and neither read
-    repair nor anti-entropy writes to a fallback, so a copy left behind is a handoff that never ran."""
+    """Handoff finished: no node keeps a cart it is not a primary of (nor was, or was to become, in any
+    ring of the run: `owners_ever`). A fallback's copy leaves once the primary acknowledged it (hints
+    are never dropped or expired in a sweep), and neither read repair nor anti-entropy writes to a
+    fallback, so a copy left behind is a handoff that never ran."""
     check = Check("fallbacks kept no copies")
     for key in workload.settings.key_names():
         primaries = set(key_primaries(sim, key))
-        for name in sorted(set(sim.storage) - primaries):
+        for name in sorted(set(sim.storage) - primaries - owners_ever(sim, key)):
             if stored_object(sim, name, key) is not None:
                 owners = ", ".join(sorted(primaries))
                 check.violations.append(f"{name} still holds {key.decode()}, whose primaries are {owners}")

@@ -9,6 +9,14 @@ digest it had before faults existed.
 A crash drops the node object and every message in flight to it, and undoes what its storage engine
 had not made durable (`MemoryEngine.crash`); a restart builds a new `Node` on the same engine.
 
+Membership churn: `add_node` starts a node with a fresh engine that joins through a seed (as the runtime
+does with `--seed`: it stages its own join once gossip brings it the cluster's state); `stage_leave`,
+`stage_remove` and `commit` are the admin's `dynakv cluster ...` requests, sent to a node as service
+requests. A node that sees itself exiting or removed stops, as the runtime does (`departed`: its engine
+is kept, so checkers can still read it, but it never runs again). `ring` is the newest ring epoch any
+running node holds (the static ring until a commit); `rings_seen` every ring and future ring (the ring
+once pending moves flip) any node has held, so checkers know which nodes were ever meant to own what.
+
 A pause models SIGSTOP: the paused node handles nothing. Every event for it (messages, client requests,
 ticks) waits, in arrival order, and is delivered at the moment of `resume`, in that order; its ticks do
 not pile up (one waits), so its deadlines fire late, as a stopped process's timers do. What it sent
@@ -24,8 +32,12 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from dynakv.core import cluster_state as cs
 from dynakv.core.claim import claim
+from dynakv.core.membership import MemberState
 from dynakv.core.ring import Ring
+from dynakv.protocol.cluster import should_stop
+from dynakv.protocol.cluster_admin_messages import ClusterCommitRequest, ClusterStageRequest, StageKind
 from dynakv.protocol.data_path import Settings
 from dynakv.protocol.effects import Effect, Reply, Send
 from dynakv.protocol.events import (
@@ -36,6 +48,7 @@ from dynakv.protocol.events import (
     PeerDisconnected,
     Tick,
 )
+from dynakv.protocol.gossip import JoinIntent
 from dynakv.protocol.messages import NodeReply, NodeRequest, PeerMessage
 from dynakv.protocol.node import Node
 from dynakv.sim.network import CLEAN, Held, LinkPolicy, Network
@@ -76,7 +89,14 @@ class Simulation:
         self.seed = seed
         self.rng = random.Random(seed)
         self.settings = settings or Settings()
-        self.ring: Ring = claim(sorted(nodes), self.settings.cluster.partitions, self.settings.cluster.n_val)
+        self.initial_ring: Ring = claim(
+            sorted(nodes), self.settings.cluster.partitions, self.settings.cluster.n_val
+        )
+        self.rings_seen: list[Ring] = [self.initial_ring]
+        self._rings_known: set[Ring] = {self.initial_ring}
+        self._seen: dict[str, cs.ClusterState] = {}  # the state each node held after its last event
+        self._joins: dict[str, str] = {}  # a node added at run time -> the seed it joined through
+        self.departed: set[str] = set()  # nodes that stopped after a leave or a removal
         self.latency_ms = latency_ms
         self.now_ms = 0
         self.storage = {name: MemoryEngine() for name in sorted(nodes)}
@@ -129,6 +149,61 @@ class Simulation:
         assert self.nodes[name] is None, f"{name} is running"
         self._start(name)
         self._tell_peers(name, PeerConnected(name))
+
+    # -- membership (docs/adr/0008-membership.md) -------------------------------------------------------
+
+    @property
+    def ring(self) -> Ring:
+        """The ring of the newest epoch a running node holds (ties: the first such node by name)."""
+        best: tuple[int, Ring] | None = None
+        for _, node in sorted(self.nodes.items()):
+            if node is None:
+                continue
+            state = node.cluster.state
+            if state.ring is not None and (best is None or state.ring_version > best[0]):
+                best = (state.ring_version, state.ring)
+        return self.initial_ring if best is None else best[1]
+
+    def add_node(self, name: str, seed: str) -> None:
+        """Start a new node `name` on a fresh engine; it joins through `seed` (stages its own join once it
+        holds the cluster's state; a `commit` admits it)."""
+        assert name not in self.storage, f"{name} exists already"
+        self._note(f"add_node {name} seed={seed}")
+        self.storage[name] = MemoryEngine()
+        self.incarnations[name] = 0
+        self._joins[name] = seed
+        self.network.nodes = tuple(sorted(self.storage))
+        self._start(name)
+        self._schedule_tick(name)
+
+    def stage_leave(self, name: str, via: str | None = None, limit_ms: int = 60_000) -> NodeReply:
+        """`dynakv cluster leave NAME`, asked of `via` (default: `name`)."""
+        return self.call(via or name, ClusterStageRequest(StageKind.LEAVE, name), limit_ms)
+
+    def stage_remove(self, name: str, via: str, limit_ms: int = 60_000) -> NodeReply:
+        """`dynakv cluster remove NAME` (for a dead node), asked of `via`."""
+        return self.call(via, ClusterStageRequest(StageKind.REMOVE, name), limit_ms)
+
+    def commit(self, via: str, limit_ms: int = 60_000) -> NodeReply:
+        """`dynakv cluster commit`, asked of `via` (a node that is not the claimant forwards it)."""
+        return self.call(via, ClusterCommitRequest(), limit_ms)
+
+    def running(self) -> list[str]:
+        return [name for name, node in sorted(self.nodes.items()) if node is not None]
+
+    def converged(self) -> bool:
+        """Every running node holds the same cluster state, with no move pending, nothing staged and
+        no member on its way out."""
+        states = [node.cluster.state for node in self.nodes.values() if node is not None]
+        if not states or len({s.digest for s in states}) > 1:
+            return False
+        state = states[0]
+        leaving = (MemberState.JOINING, MemberState.LEAVING, MemberState.EXITING)
+        return (
+            not state.moves
+            and not state.active_staged()
+            and not any(m.state in leaving for m in state.members.values())
+        )
 
     def run_until(self, done: Callable[[], bool], limit_ms: int = 60_000) -> None:
         """Deliver events in order until `done()` holds; fail loudly if virtual time runs out first."""
@@ -212,7 +287,11 @@ class Simulation:
         """Every fault in force: network faults, paused and crashed nodes. Empty means all healed."""
         faults = self.network.active()
         faults += [f"paused {name}" for name in sorted(self._paused)]
-        faults += [f"crashed {name}" for name, node in sorted(self.nodes.items()) if node is None]
+        faults += [
+            f"crashed {name}"
+            for name, node in sorted(self.nodes.items())
+            if node is None and name not in self.departed
+        ]
         return faults
 
     # -- machinery -------------------------------------------------------------------------------------
@@ -221,8 +300,40 @@ class Simulation:
         self._digest.update(f"{self.now_ms} ! {label}\n".encode())
 
     def _start(self, name: str) -> None:
+        assert name not in self.departed, f"{name} has left the cluster"
         actor = f"{name}#{self.incarnations[name]}"
-        self.nodes[name] = Node(name, actor, self.ring, self.storage[name], self.settings)
+        seed = self._joins.get(name)
+        if seed is None:
+            node = Node(name, actor, self.initial_ring, self.storage[name], self.settings)
+        else:
+            node = Node(
+                name, actor, cs.empty(), self.storage[name], self.settings, seeds=[seed], join=JoinIntent()
+            )
+        self.nodes[name] = node
+        self._seen.pop(name, None)
+        self._observe(name, node)
+
+    def _observe(self, name: str, node: Node) -> None:
+        """After `node` handled an event: record a new ring epoch; stop it once it has nothing left to
+        serve (`cluster.should_stop`: a leave committed and handed off, or a removal), as the runtime does."""
+        state = node.cluster.state
+        if state is self._seen.get(name):
+            return
+        self._seen[name] = state
+        for ring in (state.ring, state.future_ring()):
+            if ring is not None and ring not in self._rings_known:
+                self._rings_known.add(ring)
+                self.rings_seen.append(ring)
+        if should_stop(state, name):
+            self._depart(name)
+
+    def _depart(self, name: str) -> None:
+        self._note(f"departs {name}")
+        self._paused.pop(name, None)
+        self.nodes[name] = None
+        self.incarnations[name] += 1  # what is in flight to it is lost
+        self.departed.add(name)
+        self._tell_peers(name, PeerDisconnected(name))
 
     def _tell_peers(self, name: str, event: Event) -> None:
         for peer in sorted(self.nodes):
@@ -260,6 +371,7 @@ class Simulation:
             self.network.stats[f"delivered.{type(event.msg).__name__}"] += 1
         self._digest.update(f"{self.now_ms} {item.node} {event!r}\n".encode())
         self._execute(item.node, node.handle(event, self.now_ms))
+        self._observe(item.node, node)
 
     def _execute(self, src: str, effects: list[Effect]) -> None:
         for effect in effects:

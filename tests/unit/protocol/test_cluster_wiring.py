@@ -9,7 +9,7 @@ from dynakv.core.claim import claim
 from dynakv.core.config import Timing
 from dynakv.core.membership import MemberState
 from dynakv.protocol import claimant
-from dynakv.protocol.cluster import HISTORY_META_KEY, load_history
+from dynakv.protocol.cluster import HISTORY_META_KEY, load_history, should_stop
 from dynakv.protocol.cluster_admin import FORWARD_TIMEOUT_MS
 from dynakv.protocol.cluster_admin_messages import (
     ClusterCommitForward,
@@ -148,3 +148,15 @@ def test_a_forwarded_commit_times_out_when_the_claimant_is_silent() -> None:
     out = nodes["n2"].handle(Tick(), FORWARD_TIMEOUT_MS)
     replies = [e for e in out if isinstance(e, Reply)]
     assert [r.reply.kind for r in replies if isinstance(r.reply, Failure)] == [FailureKind.TIMEOUT]
+
+
+def test_a_leaving_claimant_stops_only_once_another_node_holds_its_exit() -> None:
+    state = claimant.commit(cs.stage_leave(cs.from_ring(RING), "n1"), n_val=3)
+    for move in state.moves:
+        state = cs.mark_complete(state, move.partition, move.new_owner)
+    exiting = claimant.claimant_tick(state)  # n1 flips its own last moves and makes itself exiting
+    assert exiting.members["n1"].state is MemberState.EXITING and exiting.claimant == "n1"
+    assert not should_stop(exiting, "n1")  # only n1 holds this epoch yet
+    assert cs.acting_claimant(exiting) == "n2"
+    removed = claimant.claimant_tick(exiting)  # on n2, once gossip brought it the epoch
+    assert removed.members["n1"].state is MemberState.REMOVED and should_stop(removed, "n1")
