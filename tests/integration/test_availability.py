@@ -7,7 +7,7 @@ before C noticed may fail, but only within the documented detection bound). Once
 names the two fallbacks, each key is read and a successor written with its context: a put of the first
 round acknowledged while C still counted B up may have left B without a copy and without a hint (only
 anti-entropy would bring it), while every put of the second round reaches both fallbacks. The fallbacks
-then hold one hint per key, shown by `/stats` (`pending_hints`) and `dynakv status --json`
+then hold at least one hint per key, shown by `/stats` (`pending_hints`) and `dynakv status --json`
 (`hints_pending`). A and B are restarted from their data dirs; every node's hints drain to 0; then A and
 B are stopped and their storage read directly (nothing reads the keys after the restart, so read repair
 cannot be what put them there): each holds exactly the second value of every key. The fallbacks'
@@ -227,7 +227,9 @@ def test_puts_survive_two_dead_primaries_and_the_hints_drain_to_them(start_clust
     # Second round, now that the survivor counts both down: read each key and write a successor. A put
     # of the first round acknowledged while the survivor still counted one dead primary up left that
     # primary without a copy and without a hint (only anti-entropy would bring it); every put of this
-    # round goes to both fallbacks, so each holds exactly one hint per key.
+    # round goes to both fallbacks, so each holds at least one hint per key. A fallback may hold one
+    # more for a key: in the first round it may have stood in for the other dead primary (the one counted
+    # down first), and a hint names its target, so both stay until handed off.
     with Client([cluster.client(survivor)], timeout_s=IO_TIMEOUT_S) as client:
         for key in keys:
             got = client.get(BUCKET, key, r=2, timeout_ms=REQUEST_TIMEOUT_MS)
@@ -239,15 +241,15 @@ def test_puts_survive_two_dead_primaries_and_the_hints_drain_to_them(start_clust
 
     def hints_shown() -> bool:
         shown.update({name: pending_hints_stat(cluster, name) for name in fallbacks})
-        return all(count == len(keys) for count in shown.values())
+        return all(len(keys) <= count <= 2 * len(keys) for count in shown.values())
 
     try:
-        wait_for(hints_shown, 10, f"/stats pending_hints == {len(keys)} on {fallbacks}", interval_s=0.05)
+        wait_for(hints_shown, 10, f"/stats pending_hints >= {len(keys)} on {fallbacks}", interval_s=0.05)
     except AssertionError as err:
         raise AssertionError(f"{err}; last seen {shown}") from None
     assert pending_hints_stat(cluster, survivor) == 0
     report = status_cli(cluster, fallbacks[0])
-    assert report["hints_pending"] == len(keys)
+    assert report["hints_pending"] == pending_hints_stat(cluster, fallbacks[0]) >= len(keys)
     reachable = {m["name"]: m["reachable"] for m in report["members"]}
     assert reachable == {name: name not in dead for name in cluster.names}
 
