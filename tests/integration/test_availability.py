@@ -457,11 +457,13 @@ def test_a_stopped_node_fails_requests_only_until_detected_and_catches_up(
         since = (a.start - stopped_at, a.end - stopped_at)
         log.info("  %s %r %s [%+.2f, %+.2f] s after SIGSTOP: %s", a.op, a.key, prefs(a.key), *since, a.error)
 
-    # Failures: only after the SIGSTOP, and all over within the detection bound (suspect_after plus a
-    # probe interval: the last message heard may be that old) plus one request timeout (a request
-    # sent just before the bound fails that much later) plus the slack.
+    # Failures: only of requests still unanswered at the SIGSTOP (one sent just before it, whose
+    # coordinator froze before answering, fails too: seen in CI on a loaded machine), and all over within
+    # the detection bound (suspect_after plus a probe interval: the last message heard may be that old)
+    # plus one request timeout (a request sent just before the bound fails that much later) plus slack.
     bound_s = (SUSPECT_AFTER_MS + PROBE_INTERVAL_MS + REQUEST_TIMEOUT_MS) / 1000 + SLACK_S
-    assert all(a.start >= stopped_at for a in failures), f"failed before the SIGSTOP: {failures[:3]}"
+    early = [a for a in failures if a.end < stopped_at or a.start < stopped_at - REQUEST_TIMEOUT_MS / 1000]
+    assert not early, f"failed before the SIGSTOP: {early[:3]}"
     late = [a for a in failures if a.end - stopped_at > bound_s]
     assert not late, f"{len(late)} requests failed past {bound_s:g} s after the SIGSTOP: {late[:3]}"
     assert detected_s is not None, f"{CLIENT_NODE} never counted {STOPPED} unreachable: {run.changes}"
@@ -502,7 +504,9 @@ def test_a_stopped_node_fails_requests_only_until_detected_and_catches_up(
     assert during, "no acknowledged write of the stopped node's keys while it was stopped"
     cluster.stop(STOPPED)
     got = held(cluster.nodes[STOPPED].data_dir, ring, mine)
-    missing = {k: v for k, v in got.values.items() if v != [value_of(k)]}  # each key written once
+    # Each key is written once; a put whose coordinator froze mid-request and that dev1 then handed to
+    # another replica is stored twice (two dots, one content), which readers see as one value.
+    missing = {k: v for k, v in got.values.items() if set(v) != {value_of(k)}}
     assert not missing, (
         f"{STOPPED} lacks {len(missing)} of its {len(mine)} keys ({len(during)} written while stopped, "
         f"{sum(k in missing for k in during)} of them missing): {sorted(missing)[:5]}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dynakv.core.config import BucketProps, Limits
+from dynakv.core.config import BucketProps, Limits, Timing
 from dynakv.core.objects import Content
 from dynakv.core.preflist import primaries
 from dynakv.protocol.data_path import Settings
@@ -223,3 +223,46 @@ def test_a_bucket_with_its_own_n_val_and_quorums() -> None:
     assert isinstance(sim.call("n1", PutRequest(b"strict", b"k", content(b"v"), w=2)), PutReply)
     refused = sim.call("n1", GetRequest(b"one", b"k", r=2))
     assert isinstance(refused, Failure) and refused.field == "r" and "n_val 1" in refused.message
+
+
+def test_a_forwarded_put_whose_coordinator_dies_goes_to_the_next_replica() -> None:
+    """The node a put was forwarded to crashes before it answers: the forwarding node hears the link
+    drop and hands the put to the next reachable primary, so the write succeeds instead of timing out."""
+    sim = Simulation(["n1", "n2", "n3", "n4", "n5"], seed=13)
+    partition = sim.ring.partition_for_key(b"b", b"k")
+    prefs = primaries(sim.ring, partition, 3)
+    outsider = next(n for n in sorted(sim.nodes) if n not in prefs)
+    ref = sim.submit(outsider, PutRequest(b"b", b"k", content(b"v", sim.now_ms)))
+    sim.crash(prefs[0])  # the forward is in flight to it, and is lost with it
+    sim.run_until(lambda: ref in sim.replies)
+    reply = sim.replies.pop(ref)
+    assert isinstance(reply, PutReply), reply
+    assert values(get(sim, outsider, b"k", r=2)) == [b"v"]
+    assert sim.nodes[outsider] is not None
+    assert sim.nodes[outsider].data.counters["forwards.retried"] == 1  # type: ignore[union-attr]
+
+
+def test_a_forward_retried_past_a_paused_coordinator_is_read_as_one_value() -> None:
+    """The coordinator a put was forwarded to is paused (SIGSTOP): once the forwarding node suspects
+    it, the put goes to the next primary and succeeds. When the paused node resumes it coordinates the
+    request it had queued as well: the key then holds the value under two dots, which a read shows once,
+    and a put with the read's context replaces both."""
+    settings = Settings(timing=Timing(suspect_after_ms=1_000, probe_interval_ms=250))
+    sim = Simulation(["n1", "n2", "n3", "n4", "n5"], seed=14, settings=settings)
+    partition = sim.ring.partition_for_key(b"b", b"k")
+    prefs = primaries(sim.ring, partition, 3)
+    outsider = next(n for n in sorted(sim.nodes) if n not in prefs)
+    sim.pause(prefs[0])
+    reply = put(sim, outsider, b"k", b"v")  # within the request timeout: retried, not timed out
+    sim.resume(prefs[0])
+
+    def stored() -> list[bytes]:
+        return [c.value for _, c in read_local(sim.storage[prefs[0]], partition, b"b", b"k").siblings]
+
+    sim.run_until(lambda: len(stored()) == 2)
+    assert stored() == [b"v", b"v"]
+    read = get(sim, outsider, b"k", r=3)
+    assert values(read) == [b"v"]
+    put(sim, outsider, b"k", b"w", read.context)
+    assert values(get(sim, outsider, b"k", r=3)) == [b"w"]
+    assert isinstance(reply, PutReply)

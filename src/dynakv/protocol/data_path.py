@@ -451,3 +451,21 @@ class DataPath:
         for req_id, get in sorted(self._gets.items()):
             get.coordination.fail(node)
             self._settle_get(req_id, get, now_ms, out)
+        for req_id, forward in sorted(self._forwards.items()):
+            if forward.node == node:
+                self._coordinator_lost(req_id, forward, out)
+
+    def _coordinator_lost(self, req_id: int, forward: PendingForward, out: list[Effect]) -> None:
+        """The node coordinating a forwarded put went away (its connection dropped, or it is suspected):
+        hand the put to the next reachable target rather than wait out the deadline. Should the lost
+        coordinator have written it before it went, the retry adds a sibling with the same value (as a
+        client's retry would): a duplicate the reader merges, never a lost write."""
+        del self._forwards[req_id]
+        rest = [n for n in forward.rest if n not in self.down]
+        if rest and forward.request is not None:
+            self.counters["forwards.retried"] += 1
+            self._forwards[req_id] = dataclasses.replace(forward, node=rest[0], rest=tuple(rest[1:]))
+            out.append(Send(rest[0], ForwardRequest(req_id, forward.request)))
+            return
+        why = f"the coordinator {forward.node} became unreachable, and no other replica of the key is"
+        out.append(Reply(forward.ref, Failure(FailureKind.UNAVAILABLE, why, "w", forward.needed, 0)))

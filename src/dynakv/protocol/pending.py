@@ -85,12 +85,20 @@ def client_values(obj: StoredObject, props: BucketProps) -> tuple[Content, ...]:
     every sibling in dot order, tombstones included (marked `deleted`), as Riak shows them: a delete
     concurrent with a write is a conflict the reader resolves, not something to hide. Without
     allow_mult (or with last_write_wins) only the newest sibling, so a newest delete reads as not
-    found; the siblings stay stored, and the context covers them all."""
+    found; the siblings stay stored, and the context covers them all.
+
+    Siblings with identical content (value, metadata and timestamp) are shown once: the same write
+    coordinated twice (a forward retried after its coordinator went silent, a client's retry of the
+    same request) is one value to the reader, and the context covers both dots."""
     if not props.allow_mult or props.last_write_wins:
         obj = last_write_wins(obj)
     if not visible_siblings(obj):
         return ()
-    return tuple(content for _, content in obj.siblings)
+    shown: list[Content] = []
+    for _, content in obj.siblings:
+        if content not in shown:
+            shown.append(content)
+    return tuple(shown)
 
 
 def resolved(obj: StoredObject, props: BucketProps) -> StoredObject:

@@ -51,6 +51,7 @@ from dynakv.protocol.events import (
 from dynakv.protocol.gossip import JoinIntent
 from dynakv.protocol.messages import NodeReply, NodeRequest, PeerMessage
 from dynakv.protocol.node import Node
+from dynakv.sim.ledger import Ledger, LedgerEngine
 from dynakv.sim.network import CLEAN, Held, LinkPolicy, Network
 from dynakv.storage.memory import MemoryEngine
 
@@ -99,7 +100,8 @@ class Simulation:
         self.departed: set[str] = set()  # nodes that stopped after a leave or a removal
         self.latency_ms = latency_ms
         self.now_ms = 0
-        self.storage = {name: MemoryEngine() for name in sorted(nodes)}
+        self.ledger = Ledger()  # every dot that carried each value (the antichain checker's record)
+        self.storage: dict[str, MemoryEngine] = {name: LedgerEngine(self.ledger) for name in sorted(nodes)}
         self.nodes: dict[str, Node | None] = {}
         self.incarnations = dict.fromkeys(self.storage, 0)
         self.replies: dict[int, NodeReply] = {}
@@ -169,7 +171,7 @@ class Simulation:
         holds the cluster's state; a `commit` admits it)."""
         assert name not in self.storage, f"{name} exists already"
         self._note(f"add_node {name} seed={seed}")
-        self.storage[name] = MemoryEngine()
+        self.storage[name] = LedgerEngine(self.ledger)
         self.incarnations[name] = 0
         self._joins[name] = seed
         self.network.nodes = tuple(sorted(self.storage))
