@@ -75,11 +75,11 @@ class Availability:
     def link_lost(self, node: str, now_ms: int, out: list[Effect]) -> None:
         self._apply(self.reach.link_lost(node), now_ms, out)
 
-    def set_members(self, peers: list[str], ring: Ring) -> None:
+    def set_members(self, peers: list[str], ring: Ring, ring_known: bool) -> None:
         """Membership changed: watch the new peers, and stop counting those no longer members as down."""
         for node in self.reach.set_peers(peers):
             self.data.down.discard(node)
-        self.handoff.ring = ring
+        self.handoff.set_members(set(peers), ring, ring_known)
 
     def _apply(self, change: Change, now_ms: int, out: list[Effect]) -> None:
         self.data.counters["peers.turned_unreachable"] += len(change.down)

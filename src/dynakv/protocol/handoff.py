@@ -29,7 +29,8 @@ from dynakv.core.errors import DecodeError
 from dynakv.core.preflist import primaries
 from dynakv.core.ring import Ring
 from dynakv.protocol.effects import Effect, Send
-from dynakv.protocol.hints import Dropped, HintLog, HintWrite, replay_hints
+from dynakv.protocol.hint_replay import Retarget, replay_hints
+from dynakv.protocol.hints import Dropped, HintLog, HintWrite
 from dynakv.protocol.messages import TransferAck, TransferBatch
 from dynakv.protocol.notices import Notices
 from dynakv.protocol.ports import DeleteOp, PutOp, StorageEngine, StorageError
@@ -78,6 +79,10 @@ class Handoff:
         self.epoch = self._load_epoch()
         self.hints.before_delete = self._next_epoch
         self.manager = TransferManager(name, storage, TransferSettings.from_config(limits, timing), counters)
+        # The other members (hints are replayed only to them) and the pass moving hints whose target
+        # is no longer a primary of their partition (hint_replay.Retarget).
+        self.members: frozenset[str] = frozenset()
+        self.retarget = Retarget(name, self.hints, lambda bucket: self.props_for(bucket).n_val)
         self.on_finished: Callable[[TransferStatus], None] = lambda _status: None
         self._expire_every_ms = min(EXPIRE_INTERVAL_MS, timing.hint_age_max_ms)
         self._next_expire_ms: int | None = None
@@ -146,9 +151,25 @@ class Handoff:
 
     # -- time and peers ------------------------------------------------------------------------------
 
+    def set_members(self, members: Set[str], ring: Ring, ring_known: bool) -> None:
+        """The members other than this node, and the ring (`ring_known` false: a placeholder while the
+        node has not found its cluster). Hinted transfers to a node no longer a member are cancelled;
+        its hints, like every hint whose target the new ring no longer makes a primary of the hint's
+        partition, move to the partition's primaries over the next ticks."""
+        for gone in sorted(self.members - members):
+            self.manager.on_peer_down(gone)
+        self.members = frozenset(members)
+        self.ring = ring
+        self.retarget.set_ring(ring if ring_known else None)
+        self._level()
+
+    def _replayable(self, down: Set[str]) -> Callable[[str], bool]:
+        return lambda target: target in self.members and target not in down
+
     def on_tick(self, now_ms: int, down: Set[str], out: list[Effect]) -> None:
         self.manager.on_tick(now_ms, out)
-        replay_hints(self.manager, self.hints, lambda target: target not in down, now_ms, out)
+        self.retarget.on_tick(self.dropped)
+        replay_hints(self.manager, self.hints, self._replayable(down), now_ms, out)
         if self._next_expire_ms is None or now_ms >= self._next_expire_ms:
             self._next_expire_ms = now_ms + self._expire_every_ms
             for target, count in self.hints.expire(now_ms):
@@ -165,7 +186,7 @@ class Handoff:
     def on_peer_up(self, node: str, now_ms: int, down: Set[str], out: list[Effect]) -> None:
         """`node` is trusted again: resume its transfers and replay its hints now, not at the next tick."""
         self.manager.on_peer_up(node, now_ms, out)
-        replay_hints(self.manager, self.hints, lambda target: target not in down, now_ms, out)
+        replay_hints(self.manager, self.hints, self._replayable(down), now_ms, out)
         self._level()
 
     # -- messages ------------------------------------------------------------------------------------

@@ -46,8 +46,6 @@ from dynakv.core import codec
 from dynakv.core.config import Limits, Timing
 from dynakv.core.dvv import INT_MAX
 from dynakv.core.errors import DecodeError
-from dynakv.protocol.effects import Effect
-from dynakv.protocol.messages import TransferEntry, TransferKind
 from dynakv.protocol.ports import (
     DeleteOp,
     MetaDeleteOp,
@@ -57,14 +55,11 @@ from dynakv.protocol.ports import (
     StorageError,
     WriteOp,
 )
-from dynakv.protocol.transfer import Chunk, NotStarted, entry_bytes, merge_bytes
-from dynakv.protocol.transfer_manager import TransferManager
+from dynakv.protocol.transfer import merge_bytes
 
 HINT_PREFIX: Final = b"hint/"
 _HINT_TAG: Final = "hint"
 _PAGE: Final = 256
-# Hints one batch may settle without sending an object (their data entry is gone).
-_MARKS_MAX: Final = 4096
 
 
 def target_prefix(target: str) -> bytes:
@@ -374,6 +369,27 @@ class HintLog:
             self._targets[target].oldest_ms = oldest
         return count
 
+    # -- re-targeting (hint_replay.Retarget) ---------------------------------------------------------
+
+    def retarget_ops(self, hint: Hint, targets: Sequence[str]) -> tuple[HintWrite, list[Dropped]]:
+        """The write moving `hint` to `targets` (its partition's primaries now; its own target is no
+        longer one): a hint for each, as old as this one, and this one deleted. Never a data entry: a
+        target at a bound gets no hint (returned as Dropped) and the copy stays here, not lost."""
+        ops: list[WriteOp] = [MetaDeleteOp(hint.name)]
+        changes = [_Change(hint.target, hint.partition, -1, -hint.size, None)]
+        dropped: list[Dropped] = []
+        for target in targets:
+            recorded = self.record_ops(
+                target, hint.partition, hint.bucket, hint.key, size=hint.size, now_ms=hint.created_ms
+            )
+            if isinstance(recorded, Dropped):
+                dropped.append(recorded)
+            else:
+                ops.extend(recorded.ops)
+                changes.extend(recorded.changes)
+        self.counters["hints.retargeted"] += 1
+        return HintWrite(tuple(ops), tuple(changes)), dropped
+
 
 def store_hinted(
     hints: HintLog,
@@ -408,86 +424,3 @@ def store_hinted(
     storage.write_batch([*ops, *recorded.ops], durable=durable)
     hints.applied(recorded)
     return None
-
-
-class HintSource:
-    """The hints of one target and partition as a transfer source (kind "hinted"). The cursor is the
-    last hint name read; the hints themselves are the progress, so nothing else is persisted."""
-
-    def __init__(self, hints: HintLog, target: str, partition: int) -> None:
-        self.hints = hints
-        self.storage = hints.storage
-        self.target = target
-        self._partition = partition
-        self._write: HintWrite | None = None
-
-    @property
-    def kind(self) -> TransferKind:
-        return TransferKind.HINTED
-
-    @property
-    def partition(self) -> int:
-        return self._partition
-
-    def start_cursor(self) -> bytes | None:
-        return None
-
-    def total(self) -> int | None:
-        return self.hints.pending(self.target, self._partition)
-
-    def read(self, after: bytes | None, bytes_max: int) -> Chunk:
-        chunk = self._read(after, bytes_max)
-        if "hint-deleted-before-ack" in self.hints.defects:
-            # A deliberate bug, switched on only by the simulator's sweep (sim/sweep.py) to show that its
-            # checkers catch it: settle the hints (and the fallback's copies) before the target acked.
-            write = self.hints.ack_ops(self.target, chunk.marks)
-            self.storage.write_batch(list(write.ops), durable=True)
-            self.hints.applied(write)
-        return chunk
-
-    def _read(self, after: bytes | None, bytes_max: int) -> Chunk:
-        entries: list[TransferEntry] = []
-        marks: list[tuple[bytes, bytes]] = []
-        size = 0
-        while True:
-            page = self.hints.page(self.target, after, _PAGE, self._partition)
-            for hint in page:
-                obj = self.storage.get(self._partition, hint.bucket, hint.key)
-                cost = 0 if obj is None else entry_bytes(hint.bucket, hint.key, obj)
-                if (entries and size + cost > bytes_max) or len(marks) >= _MARKS_MAX:
-                    return Chunk(tuple(entries), after, False, tuple(marks))
-                # A hint without its data entry is settled by the ack too, with nothing to send.
-                marks.append((hint.name, hint.value))
-                after = hint.name
-                if obj is not None:
-                    entries.append(TransferEntry(hint.bucket, hint.key, obj))
-                    size += cost
-            if len(page) < _PAGE:
-                return Chunk(tuple(entries), after, True, tuple(marks))
-
-    def ack_ops(self, chunk: Chunk, last: bool) -> list[WriteOp]:
-        self._write = self.hints.ack_ops(self.target, chunk.marks)
-        return list(self._write.ops)
-
-    def ack_applied(self, chunk: Chunk, last: bool) -> None:
-        assert self._write is not None
-        self.hints.applied(self._write)
-        self._write = None
-
-
-def replay_hints(
-    manager: TransferManager,
-    hints: HintLog,
-    is_up: Callable[[str], bool],
-    now_ms: int,
-    out: list[Effect],
-) -> None:
-    """Start a hinted transfer for every (target, partition) with hints whose target is up, in sorted
-    order, until the manager's bound; run it on every tick (starting a running one is a no-op)."""
-    for target in hints.targets():
-        if not is_up(target):
-            continue
-        for partition in hints.partitions(target):
-            started = manager.start(target, HintSource(hints, target, partition), now_ms, out)
-            if isinstance(started, NotStarted) and started.at_bound:
-                return

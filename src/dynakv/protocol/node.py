@@ -127,7 +127,8 @@ class Node:
         self.availability = Availability(
             ring, storage, settings=settings, data=self.data, listings=self.listings, notices=self.notices
         )
-        self.availability.set_members(live_members(self.cluster.state, name), ring)
+        known = self.cluster.state.ring is not None
+        self.availability.set_members(live_members(self.cluster.state, name), ring, known)
         self.cluster.on_change = self._on_cluster_change
         self.cluster_admin = ClusterAdmin(name, self.cluster, settings.cluster.n_val)
         handoff = self.availability.handoff
@@ -211,7 +212,7 @@ class Node:
         self.data.ring = ring
         self.props.ring = ring
         self.ae.set_ring(ring)
-        self.availability.set_members(live_members(state, self.name), ring)
+        self.availability.set_members(live_members(state, self.name), ring, state.ring is not None)
 
     def take_notices(self) -> list[str]:
         """The log lines added since the last call (the driver logs them at WARNING)."""

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from dynakv.core.config import Limits, Timing
 from dynakv.core.objects import Content, StoredObject, decode_object, encode_object
 from dynakv.protocol.effects import Effect, Send
-from dynakv.protocol.hints import HintLog, replay_hints, store_hinted
+from dynakv.protocol.hint_replay import replay_hints
+from dynakv.protocol.hints import HintLog, store_hinted
 from dynakv.protocol.messages import TransferAck, TransferBatch, TransferEntry, TransferKind
 from dynakv.protocol.ports import StorageEngine
 from dynakv.protocol.replica import EMPTY
