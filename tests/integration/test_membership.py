@@ -42,7 +42,7 @@ def start_node(tmp_path: Path) -> Iterator[StartNode]:
         started.append(proc)
         node = NodeInfo(name, data, "", "", proc.pid, proc)
         ready = wait_for(lambda: _ready(node, proc), START_TIMEOUT_S, f"{name} to be ready")
-        node.cluster, node.client = ready["cluster"], ready["client"]
+        node.cluster, node.client, node.http = ready["cluster"], ready["client"], ready.get("http")
         return node
 
     try:

@@ -29,6 +29,9 @@ STAT_COUNTERS: Final = {
     # so they report real values the moment hints and transfers exist.
     "pending_hints": "hints.pending",
     "transfers": "transfers.active",
+    # dynakv's own: partitions handed off whose old copies are still to be deleted, and keys deleted.
+    "ownership_cleanup_pending": "ownership.cleanup_pending",
+    "ownership_cleaned_keys": "ownership.cleaned_keys",
 }
 # Riak's percentile names, in the order Riak lists them: mean, median, 95th, 99th, maximum.
 PERCENTILES: Final = ("mean", "median", "95", "99", "100")

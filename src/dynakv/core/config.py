@@ -224,6 +224,10 @@ class Timing:
     anti_entropy_interval_ms: int = 10_000
     anti_entropy_timeout_ms: int = 30_000
     anti_entropy_tree_rebuild_ms: int = 7 * 24 * 3600 * 1000
+    # After a flip, an old owner deletes its copies of the partitions it handed off once the ring has
+    # had no move pending this long (protocol/ownership_cleanup.py): time for gossip to bring the new
+    # ring to every member, so that few writes still reach it from coordinators with the old ring.
+    ownership_cleanup_delay_ms: int = 30_000
 
     def __post_init__(self) -> None:
         tick = _check_int("tick_ms", self.tick_ms, 1, 60_000)

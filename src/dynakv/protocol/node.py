@@ -132,7 +132,10 @@ class Node:
         self.cluster.on_change = self._on_cluster_change
         self.cluster_admin = ClusterAdmin(name, self.cluster, settings.cluster.n_val)
         handoff = self.availability.handoff
-        self.ownership = Ownership(name, storage, handoff, settings.cluster.n_val, self.counters)
+        delay_ms = settings.timing.ownership_cleanup_delay_ms
+        self.ownership = Ownership(
+            name, storage, handoff, settings.cluster.n_val, self.counters, cleanup_delay_ms=delay_ms
+        )
         handoff.on_finished = self.ownership.on_finished
         self.ownership.on_state(self.cluster.state)
         storage.on_change = self._on_data_change

@@ -25,8 +25,7 @@ accepts).
 
 Completion: once every duty of this node is acknowledged to the end, it marks its moves complete
 (`cluster_state.mark_complete`); gossip carries the flags to the claimant, which flips them
-(`claimant.claimant_tick`). The old copies stay where they are (deleting them once every member holds
-the flipped ring is not done yet).
+(`claimant.claimant_tick`). After the flip the old owner deletes its copies (ownership_cleanup.py).
 """
 
 from __future__ import annotations
@@ -42,7 +41,8 @@ from dynakv.protocol.cluster import ClusterWiring
 from dynakv.protocol.effects import Effect, Send
 from dynakv.protocol.handoff import Handoff
 from dynakv.protocol.messages import ReadRepair, TransferKind
-from dynakv.protocol.ports import StorageEngine
+from dynakv.protocol.ownership_cleanup import Cleanup
+from dynakv.protocol.ports import StorageEngine, StorageError
 from dynakv.protocol.transfer import NotStarted, PartitionSource, TransferStatus
 
 Duty = tuple[int, str]  # (partition, target)
@@ -64,7 +64,14 @@ def duties(state: ClusterState, n_val: int) -> Iterator[tuple[int, str, str]]:
 
 class Ownership:
     def __init__(
-        self, name: str, storage: StorageEngine, handoff: Handoff, n_val: int, counters: Counter[str]
+        self,
+        name: str,
+        storage: StorageEngine,
+        handoff: Handoff,
+        n_val: int,
+        counters: Counter[str],
+        *,
+        cleanup_delay_ms: int,
     ) -> None:
         self.name = name
         self.storage = storage
@@ -83,6 +90,7 @@ class Ownership:
         # (partition, target): replicas to rebuild after a removal, this node a surviving replica.
         self._repairs: set[Duty] = set()
         self.counters["ownership.duties_pending"] = 0
+        self.cleanup = Cleanup(storage, handoff.hints, handoff.is_primary, cleanup_delay_ms, counters)
 
     def on_state(self, state: ClusterState) -> None:
         """Recompute this node's duties when the ring epoch or its moves changed."""
@@ -94,6 +102,8 @@ class Ownership:
         self._duties = mine
         self._done &= set(mine)
         self._forward = {}
+        if self._ring is None and state.ring is not None:
+            self._note_held(state.ring)
         self._note_lost(self._ring, state.ring)
         self._note_repairs(self._ring, state)
         self._ring, self._future = state.ring, state.future_ring()
@@ -116,6 +126,7 @@ class Ownership:
                 break
         self._start_repairs(now_ms, down, out)
         self._complete_if_done(cluster)
+        self.cleanup.on_tick(now_ms, cluster.state)
 
     def _complete_if_done(self, cluster: ClusterWiring) -> None:
         state = cluster.state
@@ -157,8 +168,23 @@ class Ownership:
         for q in range(new.partitions):
             if self.name in primaries(new, q, self.n_val):
                 self._lost.discard(q)
+                self.cleanup.regained(q)
             elif self.name in primaries(old, q, self.n_val):
                 self._lost.add(q)
+                self.cleanup.lost(q)
+
+    def _note_held(self, ring: Ring) -> None:
+        """At startup (the first ring this process holds): partitions stored here that this node is no
+        primary of, left by a flip it did not live to clean up after, go to the cleanup too (which keeps
+        each key a bucket's n_val or a hint still wants here)."""
+        try:
+            held = self.storage.partitions()
+        except StorageError:
+            self.counters["ownership.cleanup_errors"] += 1
+            return
+        for q in held:
+            if self.name not in primaries(ring, q, self.n_val):
+                self.cleanup.lost(q)
 
     def _note_repairs(self, old: Ring | None, state: ClusterState) -> None:
         """A removal took effect (`dynakv cluster remove`: the dead node's partitions were claimed again

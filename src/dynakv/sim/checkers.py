@@ -116,7 +116,7 @@ def _antichain_violations(
                 continue
             # A late twin: the same request coordinated again after a twin dot this write covers had
             # carried its value (sim/ledger.py). What this write read, it read from the twin.
-            twins = sim.ledger.dots(CART_BUCKET, key, other.value)
+            twins = sim.ledger.dots(CART_BUCKET, key, other.value) - {other_dot}
             if not any(written.context.covers(twin) for twin in twins):
                 yield f"{where}: sibling {dot} read item {other_written.item} of sibling {other_dot}"
 
@@ -167,25 +167,17 @@ def _root_violations(sim: Simulation, against_storage: bool) -> Iterator[str]:
             yield f"partition {partition}: roots differ: {shown}"
 
 
-def owners_ever(sim: Simulation, key: bytes) -> set[str]:
-    """Every node that was a primary of `key` in a ring (or future ring) some node held during the run:
-    after membership churn an old owner keeps its copy (docs/adr/0008-membership.md: deleting it once
-    every member holds the flipped ring is not built), and a move's target receives data before the
-    flip. Without churn, the primaries of the one static ring."""
-    partition = sim.ring.partition_for_key(CART_BUCKET, key)
-    n_val = sim.settings.cluster.n_val
-    return {node for ring in sim.rings_seen for node in primaries(ring, partition, n_val)}
-
-
 def no_stray_copies(sim: Simulation, workload: CartWorkload) -> Check:
-    """Handoff finished: no node keeps a cart it is not a primary of (nor was, or was to become, in any
-    ring of the run: `owners_ever`). A fallback's copy leaves once the primary acknowledged it (hints
-    are never dropped or expired in a sweep), and neither read repair nor anti-entropy writes to a
-    fallback, so a copy left behind is a handoff that never ran."""
+    """Handoff and cleanup finished: no running node keeps a cart it is not a primary of in the final
+    ring. A fallback's copy leaves once the primary acknowledged it (hints are never dropped or expired
+    in a sweep; a hint whose target left moves to the new primaries), an old owner deletes what it
+    handed off once the ring is quiet (ownership_cleanup.py), and neither read repair nor anti-entropy
+    writes to a non-primary: a copy left behind is a handoff or a cleanup that never ran. Nodes that
+    left or were removed keep their files, as a stopped node does."""
     check = Check("fallbacks kept no copies")
     for key in workload.settings.key_names():
         primaries = set(key_primaries(sim, key))
-        for name in sorted(set(sim.storage) - primaries - owners_ever(sim, key)):
+        for name in sorted(set(sim.storage) - primaries - sim.departed):
             if stored_object(sim, name, key) is not None:
                 owners = ", ".join(sorted(primaries))
                 check.violations.append(f"{name} still holds {key.decode()}, whose primaries are {owners}")

@@ -207,6 +207,10 @@ def _read_every_cart(sim: Simulation, workload: CartWorkload) -> None:
 def _quiet(sim: Simulation, merkle: bool, membership: bool = False) -> bool:
     if membership and not sim.converged():
         return False
+    if membership and any(
+        node is not None and node.counters["ownership.cleanup_pending"] for node in sim.nodes.values()
+    ):
+        return False  # old owners have not deleted what they handed off yet
     if not checkers.hints_drained(sim).passed:
         return False
     return not merkle or checkers.merkle_roots(sim, against_storage=False).passed

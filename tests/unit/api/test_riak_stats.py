@@ -34,6 +34,7 @@ COUNTERS = {
     "requests.PutRequest": 3,
     "read_repairs": 2,
     "hints.pending": 4,
+    "ownership.cleaned_keys": 9,
 }
 
 
@@ -46,6 +47,8 @@ def test_stats_without_metrics_keeps_the_counts() -> None:
         "read_repairs": 2,
         "pending_hints": 4,
         "transfers": 0,
+        "ownership_cleanup_pending": 0,
+        "ownership_cleaned_keys": 9,
     }
 
 
