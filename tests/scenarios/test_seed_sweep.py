@@ -297,3 +297,17 @@ def test_the_churn_sweep_with_a_leave_passes_every_checker(seeds: range) -> None
     assert replay_command(seeds.start, config).endswith("--churn --leave")
     result = run_seed(seeds.start, config)
     assert "n6" in result.owners and len(result.owners) == 5  # five nodes, one joined and one left
+
+
+REMOVE_SEEDS = range(30)
+
+
+@pytest.mark.parametrize("seeds", chunks(REMOVE_SEEDS), ids=lambda r: f"remove{r.start}-{r.stop - 1}")
+def test_the_churn_sweep_with_a_leave_and_a_removal_passes_every_checker(seeds: range) -> None:
+    """A join, a leave, and a node crashed for good then removed (sim/churn.py): its partitions are
+    rebuilt from the surviving replicas, and every checker passes after quiesce."""
+    config = RunConfig(churn=True, leave=True, remove=True)
+    sweep(seeds, config)
+    assert replay_command(seeds.start, config).endswith("--churn --leave --remove")
+    result = run_seed(seeds.start, config)
+    assert "n6" in result.owners and len(result.owners) == 4  # five nodes, one joined, one left, one removed

@@ -84,6 +84,9 @@ class Handoff:
         self.members: frozenset[str] = frozenset()
         self.retarget = Retarget(name, self.hints, lambda bucket: self.props_for(bucket).n_val)
         self.on_finished: Callable[[TransferStatus], None] = lambda _status: None
+        # Told of every batch received (partition, now_ms): the old owners' cleanup leaves such a
+        # partition alone for a while (ownership_cleanup.py).
+        self.on_received: Callable[[int, int], None] = lambda _partition, _now_ms: None
         self._expire_every_ms = min(EXPIRE_INTERVAL_MS, timing.hint_age_max_ms)
         self._next_expire_ms: int | None = None
         self.counters["transfers.active"] = 0
@@ -193,6 +196,7 @@ class Handoff:
 
     def on_message(self, src: str, msg: TransferBatch | TransferAck, now_ms: int, out: list[Effect]) -> None:
         if isinstance(msg, TransferBatch):
+            self.on_received(msg.partition, now_ms)
             ack = receive_batch(
                 self.storage,
                 msg,

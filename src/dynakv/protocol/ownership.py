@@ -42,7 +42,7 @@ from dynakv.protocol.effects import Effect, Send
 from dynakv.protocol.handoff import Handoff
 from dynakv.protocol.messages import ReadRepair, TransferKind
 from dynakv.protocol.ownership_cleanup import Cleanup
-from dynakv.protocol.ports import StorageEngine, StorageError
+from dynakv.protocol.ports import StorageEngine
 from dynakv.protocol.transfer import NotStarted, PartitionSource, TransferStatus
 
 Duty = tuple[int, str]  # (partition, target)
@@ -90,7 +90,16 @@ class Ownership:
         # (partition, target): replicas to rebuild after a removal, this node a surviving replica.
         self._repairs: set[Duty] = set()
         self.counters["ownership.duties_pending"] = 0
-        self.cleanup = Cleanup(storage, handoff.hints, handoff.is_primary, cleanup_delay_ms, counters)
+        self.cleanup = Cleanup(
+            name,
+            n_val,
+            storage,
+            handoff.hints,
+            is_primary=handoff.is_primary,
+            delay_ms=cleanup_delay_ms,
+            counters=counters,
+        )
+        handoff.on_received = self.cleanup.received
 
     def on_state(self, state: ClusterState) -> None:
         """Recompute this node's duties when the ring epoch or its moves changed."""
@@ -102,8 +111,6 @@ class Ownership:
         self._duties = mine
         self._done &= set(mine)
         self._forward = {}
-        if self._ring is None and state.ring is not None:
-            self._note_held(state.ring)
         self._note_lost(self._ring, state.ring)
         self._note_repairs(self._ring, state)
         self._ring, self._future = state.ring, state.future_ring()
@@ -171,19 +178,6 @@ class Ownership:
                 self.cleanup.regained(q)
             elif self.name in primaries(old, q, self.n_val):
                 self._lost.add(q)
-                self.cleanup.lost(q)
-
-    def _note_held(self, ring: Ring) -> None:
-        """At startup (the first ring this process holds): partitions stored here that this node is no
-        primary of, left by a flip it did not live to clean up after, go to the cleanup too (which keeps
-        each key a bucket's n_val or a hint still wants here)."""
-        try:
-            held = self.storage.partitions()
-        except StorageError:
-            self.counters["ownership.cleanup_errors"] += 1
-            return
-        for q in held:
-            if self.name not in primaries(ring, q, self.n_val):
                 self.cleanup.lost(q)
 
     def _note_repairs(self, old: Ring | None, state: ClusterState) -> None:

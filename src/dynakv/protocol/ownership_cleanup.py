@@ -12,8 +12,9 @@ arrives is stored and forwarded to the current primaries (ownership.py, stray wr
 the next pass. Which keys. Each key of q whose bucket's n_val does not make this node a primary (a bucket
 with a larger n_val may still be) and that no hint names (a fallback's copy waiting for its handoff).
 How fast. `CLEANUP_PER_TICK` keys a tick, through the node's tracked storage, so the anti-entropy trees
-follow. Which partitions: those this node saw itself lose at a flip, and at startup every stored
-partition it is no primary of (a flip it did not live to clean up after).
+follow. Which partitions: those this node saw itself lose at a flip, and, surveyed once per delay while
+the ring is quiet, every stored partition it is no primary of (a flip it did not live to see, a write
+that arrived after a pass).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from collections.abc import Callable
 from typing import Final
 
 from dynakv.core.cluster_state import ClusterState
+from dynakv.core.preflist import primaries
+from dynakv.core.ring import Ring
 from dynakv.protocol.hints import HintLog, hint_name
 from dynakv.protocol.ports import DeleteOp, StorageEngine, StorageError
 
@@ -32,12 +35,17 @@ CLEANUP_PER_TICK: Final = 256
 class Cleanup:
     def __init__(
         self,
+        name: str,
+        n_val: int,
         storage: StorageEngine,
         hints: HintLog,
+        *,
         is_primary: Callable[[int, bytes], bool],
         delay_ms: int,
         counters: Counter[str],
     ) -> None:
+        self.name = name
+        self.n_val = n_val
         self.storage = storage
         self.hints = hints
         self.is_primary = is_primary
@@ -46,6 +54,8 @@ class Cleanup:
         self._lost: set[int] = set()
         self._cursor: dict[int, tuple[bytes, bytes]] = {}
         self._quiet_since_ms: int | None = None
+        self._next_survey_ms = 0
+        self._received_ms: dict[int, int] = {}
         self._level()
 
     def _level(self) -> None:
@@ -57,6 +67,20 @@ class Cleanup:
         self._cursor.pop(partition, None)
         self._level()
 
+    def received(self, partition: int, now_ms: int) -> None:
+        """A transfer batch for `partition` arrived: it may be a move to this node that a commit this
+        node has not heard of yet (gossip lags) planned; leave the partition alone for a delay."""
+        self._received_ms[partition] = now_ms
+
+    def _recently_received(self, partition: int, now_ms: int) -> bool:
+        at = self._received_ms.get(partition)
+        if at is None:
+            return False
+        if now_ms - at < self.delay_ms:
+            return True
+        del self._received_ms[partition]
+        return False
+
     def regained(self, partition: int) -> None:
         self._lost.discard(partition)
         self._cursor.pop(partition, None)
@@ -65,16 +89,36 @@ class Cleanup:
     def on_tick(self, now_ms: int, state: ClusterState) -> None:
         if state.moves or state.ring is None:
             self._quiet_since_ms = None
+            self._next_survey_ms = 0  # survey as soon as the ring is quiet again
             return
         if self._quiet_since_ms is None:
             self._quiet_since_ms = now_ms
-        if not self._lost or now_ms - self._quiet_since_ms < self.delay_ms:
+        if now_ms >= self._next_survey_ms:
+            # At once when the ring turns quiet (what is pending shows from then on), then once a delay.
+            self._next_survey_ms = now_ms + self.delay_ms
+            self._survey(state.ring)
+        if now_ms - self._quiet_since_ms < self.delay_ms:
             return
         budget = CLEANUP_PER_TICK
         for partition in sorted(self._lost):
+            if self._recently_received(partition, now_ms):
+                continue  # still pending: looked at again once the delay since the batch is over
             budget -= self._clean(partition, budget)
             if budget <= 0:
                 return
+
+    def _survey(self, ring: Ring) -> None:
+        """Every stored partition this node is no primary of goes to the cleanup: left by a flip this
+        process did not see (it restarted), or written since a pass (a stray write, a late transfer)."""
+        try:
+            held = self.storage.partitions()
+        except StorageError:
+            self.counters["ownership.cleanup_errors"] += 1
+            return
+        for q in held:
+            if q not in self._lost and self.name not in primaries(ring, q, self.n_val):
+                self._lost.add(q)
+        self._level()
 
     def _clean(self, partition: int, budget: int) -> int:
         """Examine up to `budget` keys of `partition` from its cursor; how many were examined."""

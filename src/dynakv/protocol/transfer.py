@@ -201,6 +201,9 @@ class PartitionSource:
         self._kind = kind
         self._partition = partition
         self.name = cursor_name(kind, target, partition)
+        # The mean entry size seen so far: a scan page holds about what one batch takes, not SCAN_PAGE
+        # entries of which most would be read only to be dropped (large values, small batches).
+        self._mean_entry_bytes: int | None = None
 
     @property
     def kind(self) -> TransferKind:
@@ -225,17 +228,27 @@ class PartitionSource:
         entries: list[TransferEntry] = []
         size = 0
         while True:
-            page = self.storage.scan(self._partition, position, SCAN_PAGE)
+            limit = self._page_limit(bytes_max - size)
+            page = self.storage.scan(self._partition, position, limit)
             for bucket, key, obj in page:
                 cost = entry_bytes(bucket, key, obj)
+                mean = self._mean_entry_bytes
+                self._mean_entry_bytes = cost if mean is None else (mean * 7 + cost) // 8
                 if entries and size + cost > bytes_max:
                     return Chunk(tuple(entries), after, False)
                 entries.append(TransferEntry(bucket, key, obj))
                 size += cost
                 position = (bucket, key)
                 after = encode_cursor(bucket, key)
-            if len(page) < SCAN_PAGE:
+            if len(page) < limit:
                 return Chunk(tuple(entries), after, True)
+
+    def _page_limit(self, room: int) -> int:
+        """Entries to scan for `room` bytes: one more than fit at the mean size (the one that does not
+        fit ends the batch), at least 2, at most SCAN_PAGE; SCAN_PAGE before any entry was seen."""
+        if self._mean_entry_bytes is None:
+            return SCAN_PAGE
+        return max(2, min(SCAN_PAGE, room // max(1, self._mean_entry_bytes) + 1))
 
     def ack_ops(self, chunk: Chunk, last: bool) -> list[WriteOp]:
         if last:

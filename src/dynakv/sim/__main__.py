@@ -4,7 +4,7 @@
     python -m dynakv.sim --seeds 0:200            # seeds 0..199, one line each; stops at the first failure
     python -m dynakv.sim --seeds 0:50 --broken hint-deleted-before-ack   # a deliberately broken node
     python -m dynakv.sim --seeds 0:200 --no-anti-entropy     # hinted handoff as the only repair path
-    python -m dynakv.sim --seeds 0:30 --churn [--leave]      # a join (and a leave) during the run
+    python -m dynakv.sim --seeds 0:30 --churn [--leave] [--remove]   # a join (a leave, a removal) too
 
 Exits 0 when every seed passed, 1 at the first failing seed (after printing its report and the command
 that replays it), 2 for bad arguments.
@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--churn", action="store_true", help="a node joins during the workload window")
     parser.add_argument("--leave", action="store_true", help="with --churn: a node leaves as well")
     parser.add_argument(
+        "--remove", action="store_true", help="with --churn: a node crashes for good and is removed"
+    )
+    parser.add_argument(
         "--broken", action="append", choices=DEFECTS, default=[], help="switch on a test-only defect"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="every checker's report for each seed")
@@ -68,8 +71,9 @@ def _config(args: argparse.Namespace) -> RunConfig:
         cart=cart,
         defects=frozenset(args.broken),
         anti_entropy=not args.no_anti_entropy,
-        churn=args.churn or args.leave,
+        churn=args.churn or args.leave or args.remove,
         leave=args.leave,
+        remove=args.remove,
     )
 
 

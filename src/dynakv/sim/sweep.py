@@ -9,7 +9,8 @@ until `quiesce_ms_max` of virtual time has passed. Then the checkers (checkers.p
 Churn (`churn`): a new node joins through a seed a quarter into the window and is committed (the
 commit retried through a random running node until the claimant has admitted it); with `leave` too,
 a node of the initial cluster chosen by the seed stages its leave at half the window and is committed
-the same way. The quiesce then also waits for the cluster to converge (`Simulation.converged`), and
+the same way; with `remove`, three quarters into the window another node crashes for good and is
+removed (churn.py). The quiesce then also waits for the cluster to converge (`Simulation.converged`), and
 the checkers use the final ring's primaries.
 
 Everything is a function of the seed and the `RunConfig`, so `replay_command` is all it takes to run a
@@ -18,19 +19,14 @@ failing seed again: `python -m dynakv.sim --seed N` plus the flags that differ f
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from dynakv.core.cluster_state import ChangeKind
 from dynakv.core.config import ClusterConfig, Timing
-from dynakv.core.membership import MemberState
-from dynakv.protocol.cluster_admin_messages import ClusterCommitRequest, ClusterStageRequest, StageKind
 from dynakv.protocol.data_path import Settings
 from dynakv.protocol.messages import GetReply, GetRequest
-from dynakv.protocol.node import Node
 from dynakv.sim import checkers
 from dynakv.sim.checkers import Check
+from dynakv.sim.churn import Churn
 from dynakv.sim.faults import Nemesis, NemesisSettings
 from dynakv.sim.simulator import Simulation
 from dynakv.sim.workload import CART_BUCKET, CartSettings, CartWorkload
@@ -58,12 +54,13 @@ class RunConfig:
     defects: frozenset[str] = frozenset()
     churn: bool = False  # a join during the workload window (see the module docstring)
     leave: bool = False  # with churn: a leave as well
+    remove: bool = False  # with churn: a node crashed for good, then removed
 
     def __post_init__(self) -> None:
         assert self.nodes >= 1 and self.settle_ms >= 0 and self.quiesce_ms_max >= 0
         unknown = sorted(self.defects - set(DEFECTS))
         assert not unknown, f"unknown defects {unknown}; known: {list(DEFECTS)}"
-        assert self.churn or not self.leave, "leave is a kind of churn"
+        assert self.churn or not (self.leave or self.remove), "leave and remove are kinds of churn"
 
     def node_names(self) -> list[str]:
         return [f"n{i + 1}" for i in range(self.nodes)]
@@ -97,6 +94,8 @@ def replay_command(seed: int, config: RunConfig) -> str:
         parts.append("--churn")
     if config.leave:
         parts.append("--leave")
+    if config.remove:
+        parts.append("--remove")
     parts.extend(f"--broken {defect}" for defect in sorted(config.defects))
     return " ".join(parts)
 
@@ -156,7 +155,8 @@ def run_seed(seed: int, config: RunConfig | None = None) -> RunResult:
     workload.start()
     monitor.start()
     if config.churn:
-        Churn(sim, config).start()
+        window_ms = config.cart.window_ms
+        Churn(sim, config.node_names(), window_ms, leave=config.leave, remove=config.remove).start()
     limit_ms = config.cart.window_ms + 4 * config.cart.client_timeout_ms
     # Strictly after the heal: events due at healed_ms itself (the heal, faults clipped at the window's
     # end) must all have run, not only the first of them.
@@ -228,68 +228,3 @@ def quiesce(
             return False
         sim.run_for(step_ms)
     return True
-
-
-class Churn:
-    """The membership changes of a churn run (see the module docstring), scheduled in virtual time."""
-
-    RETRY_MS = 1_000
-
-    def __init__(self, sim: Simulation, config: RunConfig) -> None:
-        self.sim = sim
-        self.config = config
-        self.rng = random.Random(f"dynakv-churn/{sim.seed}")
-        names = config.node_names()
-        self.joiner = f"n{config.nodes + 1}"
-        self.seed_node = self.rng.choice(names)
-        self.leaver = self.rng.choice(names) if config.leave else None
-
-    def start(self) -> None:
-        window = self.config.cart.window_ms
-        self.sim.at(self.sim.now_ms + window // 4, f"churn: {self.joiner} joins", self._join)
-        if self.leaver is not None:
-            self.sim.at(self.sim.now_ms + window // 2, f"churn: {self.leaver} leaves", self._leave)
-
-    def _join(self) -> None:
-        self.sim.add_node(self.joiner, seed=self.seed_node)
-        self._commit_until(lambda s: s is not MemberState.JOINING, self.joiner)
-
-    def _leave(self) -> None:
-        assert self.leaver is not None
-        if not self._someone_sees(self.leaver, lambda s: s is not MemberState.VALID):
-            staged = any(
-                node.cluster.state.staged.get(self.leaver) is not None
-                and node.cluster.state.staged[self.leaver].kind is ChangeKind.LEAVE
-                for node in self._live()
-            )
-            if not staged:
-                live = self._live_names()
-                if live:
-                    via = self.rng.choice(live)
-                    self.sim.submit(via, ClusterStageRequest(StageKind.LEAVE, self.leaver))
-                self.sim.at(self.sim.now_ms + self.RETRY_MS, f"churn: {self.leaver} leaves", self._leave)
-                return
-        self._commit_until(lambda s: s is not MemberState.VALID, self.leaver)
-
-    def _commit_until(self, done: Callable[[MemberState], bool], name: str) -> None:
-        """Ask a random running node to commit, every RETRY_MS, until some node sees `name` admitted."""
-        if self._someone_sees(name, done):
-            return
-        live = self._live_names()
-        if live:
-            self.sim.submit(self.rng.choice(live), ClusterCommitRequest())
-        again = self.sim.now_ms + self.RETRY_MS
-        self.sim.at(again, f"churn: commit for {name}", lambda: self._commit_until(done, name))
-
-    def _live_names(self) -> list[str]:
-        return [n for n in self.sim.running() if n not in self.sim.paused]
-
-    def _live(self) -> list[Node]:
-        return [node for node in self.sim.nodes.values() if node is not None]
-
-    def _someone_sees(self, name: str, test: Callable[[MemberState], bool]) -> bool:
-        for node in self._live():
-            member = node.cluster.state.members.get(name)
-            if member is not None and test(member.state):
-                return True
-        return False

@@ -17,7 +17,8 @@ from dynakv.storage.memory import MemoryEngine
 
 DELAY_MS = 1_000
 LOST = 2
-RING = Ring(8, ("a", "b", "c", "d") * 2)
+# n_val 1: "a" owns partitions 0, 3 and 6; LOST (2) is c's.
+RING = Ring(8, ("a", "b", "c", "a", "b", "c", "a", "b"))
 QUIET = cs.from_ring(RING)
 BUSY = dataclasses.replace(QUIET, moves=(Move(0, "a", "b", 1),))
 WIDE = b"wide"  # a bucket whose larger n_val still makes this node a primary of LOST
@@ -26,7 +27,8 @@ WIDE = b"wide"  # a bucket whose larger n_val still makes this node a primary of
 def setup() -> tuple[MemoryEngine, HintLog, Cleanup, Counter[str]]:
     storage, counters = MemoryEngine(), Counter[str]()
     hints = HintLog(storage, Limits(), Timing(), counters, lambda p, b: False)
-    cleanup = Cleanup(storage, hints, lambda p, bucket: bucket == WIDE, DELAY_MS, counters)
+    wide = lambda p, bucket: bucket == WIDE  # noqa: E731
+    cleanup = Cleanup("a", 1, storage, hints, is_primary=wide, delay_ms=DELAY_MS, counters=counters)
     return storage, hints, cleanup, counters
 
 
@@ -97,6 +99,34 @@ def test_a_partition_owned_again_is_not_cleaned() -> None:
     fill(storage, 2)
     cleanup.lost(LOST)
     cleanup.regained(LOST)
+    owned_again = cs.from_ring(Ring(8, ("a", "b", "a", "a", "b", "c", "a", "b")))
+    cleanup.on_tick(0, owned_again)
+    cleanup.on_tick(DELAY_MS, owned_again)
+    assert len(keys(storage)) == 2
+
+
+def test_partitions_held_but_not_owned_are_found_by_the_survey() -> None:
+    """No flip seen (a restart), or a write after the pass: the survey, once per delay, finds them."""
+    storage, _, cleanup, counters = setup()
+    fill(storage, 2)
     cleanup.on_tick(0, QUIET)
     cleanup.on_tick(DELAY_MS, QUIET)
+    assert keys(storage) == []
+    storage.put(LOST, b"b", b"late", b"v")
+    cleanup.on_tick(DELAY_MS + 100, QUIET)
+    assert keys(storage) == [(b"b", b"late")]  # not before the next survey
+    cleanup.on_tick(2 * DELAY_MS, QUIET)
+    assert keys(storage) == [] and counters["ownership.cleaned_keys"] == 3
+
+
+def test_a_partition_that_just_received_a_transfer_batch_is_left_alone_for_the_delay() -> None:
+    """A move to this node that gossip has not told it of yet looks like data it does not own."""
+    storage, _, cleanup, _ = setup()
+    fill(storage, 2)
+    cleanup.on_tick(0, QUIET)
+    cleanup.received(LOST, DELAY_MS - 10)
+    cleanup.on_tick(DELAY_MS, QUIET)
+    cleanup.on_tick(2 * DELAY_MS - 20, QUIET)
     assert len(keys(storage)) == 2
+    cleanup.on_tick(3 * DELAY_MS, QUIET)  # the next survey, with no batch since
+    assert keys(storage) == []
