@@ -4,7 +4,8 @@ Membership changes are staged, as in Riak: `leave NAME` (a member hands its part
 and `remove NAME` (a dead member: its partitions are claimed again) stage a change on the node asked,
 and gossip spreads it; `plan` shows the staged changes and the partition moves they cause; `commit`
 carries them out on the claimant (the node asked forwards it). A node started with `--seed` stages its
-own join. `transfers` lists the pending ownership moves; `ring` the members and what they own.
+own join. `transfers` shows the pending ownership moves and how far every member's transfers got
+(cli/transfers_view.py); `ring` the members and what they own.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, Final
 
 from dynakv.cli.admin_cmd import TARGET_HELP, _addresses, _failed, _parser
 from dynakv.cli.kv_cmd import EXIT_OK
+from dynakv.cli.transfers_view import moves_json, transfers_json, transfers_lines
 from dynakv.client import Client, DynakvClientError
 from dynakv.protocol.cluster_admin_messages import ClusterPlanReply, ClusterTransfersReply, StageKind
 
@@ -30,6 +32,26 @@ A node joins by starting with `dynakv node --seed HOST:PORT` (it stages its own 
 
 exit codes: 0 done, 2 usage, 4 refused (nothing staged, not a member, ...), 5 server failure,
 6 no node reachable or the claimant unreachable.
+"""
+)
+
+TRANSFERS_EPILOG: Final = (
+    CLUSTER_EPILOG
+    + """
+The node asked collects every live member's transfers (a member that does not answer within 2 s is
+shown as "no answer", one it counts down as "unreachable", without waiting), and prints per pending move
+the progress of the ownership transfer carrying it: [#####.....] percent, keys acknowledged of the keys
+the partition held when the transfer started, bytes acknowledged (counts only, no percentage, when the
+total is unknown); "sent" once its sender finished it (the move completes when all of the sender's
+transfers are acknowledged), "waiting" before it starts. Then the other transfers under way (ownership
+of neighbouring partitions, hinted handoff, repair) and a summary line.
+
+--json prints {"ring_version", "transfers_pending" (moves not complete), "moves": [{"partition", "from",
+"to", "complete", "state", "sender", "keys_acked", "keys_total", "bytes_acked", "percent"}],
+"other_transfers": [{"node", "kind", "target", "partition", "state", "keys_acked", "keys_total",
+"bytes_acked", "percent"}], "nodes": {NAME: "answered" | "no answer" | "unreachable"}, "summary":
+{"moves", "moves_complete", "transfers_running", "keys_acked", "keys_total", "keys_total_unknown",
+"bytes_acked", "no_answer"}}; numbers not known are null.
 """
 )
 
@@ -47,13 +69,17 @@ def register(commands: Any) -> None:
         ("plan", "show the staged changes and the partition moves they cause", lambda c, a: c.cluster_plan()),
         ("commit", "carry out the staged changes (on the claimant)", lambda c, a: c.cluster_commit()),
         ("clear", "drop every staged change", lambda c, a: c.cluster_stage(StageKind.CLEAR)),
-        ("transfers", "list the pending ownership moves", lambda c, a: c.cluster_transfers()),
+        (
+            "transfers",
+            "show the pending moves and how far their transfers got",
+            lambda c, a: c.cluster_transfers(),
+        ),
         ("leave", "stage: NAME hands its partitions off, then exits", _stager(StageKind.LEAVE)),
         ("remove", "stage: NAME (dead) is removed, its partitions claimed again", _stager(StageKind.REMOVE)),
     ]
     for name, help_text, call in simple:
         parser = _parser(verbs, name, help_text)
-        parser.epilog = CLUSTER_EPILOG
+        parser.epilog = TRANSFERS_EPILOG if name == "transfers" else CLUSTER_EPILOG
         if name in ("leave", "remove"):
             parser.add_argument("name", metavar="NAME", help="the member's node name")
         parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -85,17 +111,18 @@ def _run(
 def reply_json(reply: ClusterPlanReply | ClusterTransfersReply) -> dict[str, Any]:
     if isinstance(reply, ClusterPlanReply):
         return {"claimant": reply.claimant, "ring_version": reply.ring_version, "lines": list(reply.lines)}
-    moves = [
-        {"partition": m.partition, "from": m.old_owner, "to": m.new_owner, "complete": m.complete}
-        for m in reply.moves
-    ]
-    return {"ring_version": reply.ring_version, "transfers_pending": len(moves), "moves": moves}
+    return transfers_json(reply)
 
 
 def reply_lines(reply: ClusterPlanReply | ClusterTransfersReply) -> list[str]:
     if isinstance(reply, ClusterPlanReply):
         return [f"claimant {reply.claimant}, ring version {reply.ring_version}", *reply.lines]
-    head = f"ring version {reply.ring_version}: {len(reply.moves)} ownership transfers pending"
+    return transfers_lines(reply)
+
+
+def _moves_lines(reply: ClusterTransfersReply) -> list[str]:
+    pending = sum(1 for m in reply.moves if not m.complete)
+    head = f"ring version {reply.ring_version}: {len(reply.moves)} ownership moves, {pending} pending"
     rows = [
         f"  partition {m.partition}: {m.old_owner} -> {m.new_owner}{' (complete)' if m.complete else ''}"
         for m in reply.moves
@@ -109,9 +136,10 @@ RING_EPILOG: Final = (
     TARGET_HELP
     + """
 Without a RING_COMMAND, `dynakv ring --host ADDR` (or --cluster DIR) shows the live ring as that node
-sees it: ring version, members with their state and the partitions they own, pending transfers.
+sees it: ring version, members with their state and the partitions they own, the moves of the last
+commit until the ring flips them (`dynakv cluster transfers` shows their progress).
 --json prints {"ring_version", "partitions", "n_val", "members": [{"name", "state", "partitions"}],
-"transfers_pending", "moves": [...]}.
+"transfers_pending" (moves not complete), "moves": [{"partition", "from", "to", "complete"}]}.
 """
 )
 
@@ -144,13 +172,13 @@ def _run_ring(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         "members": [
             {"name": m.name, "state": m.state, "partitions": m.partitions_owned} for m in status.members
         ],
-        **{k: v for k, v in reply_json(transfers).items() if k != "ring_version"},
+        **{k: v for k, v in moves_json(transfers).items() if k != "ring_version"},
     }
     if args.json:
         sys.stdout.write(json.dumps(view, indent=2) + "\n")
         return EXIT_OK
     lines = [f"ring version {transfers.ring_version}: {status.partitions} partitions, n_val {status.n_val}"]
     lines += [f"  {m.name:<20} {m.state:<8} {m.partitions_owned:>5} partitions" for m in status.members]
-    lines += reply_lines(transfers)
+    lines += _moves_lines(transfers)
     sys.stdout.write("".join(line + "\n" for line in lines))
     return EXIT_OK
