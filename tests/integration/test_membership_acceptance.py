@@ -108,7 +108,7 @@ def settled(node: NodeInfo, names: set[str], idle: bool) -> ClusterStatus | None
     LAST_SEEN[node.name] = (status, moves[:5], len(moves))
     if {m.name: m.state for m in status.members} != dict.fromkeys(names, "valid"):
         return None
-    if moves or (idle and (status.transfers_pending or status.hints_pending)):
+    if moves or (idle and (status.transfers_active or status.hints_pending)):
         return None
     share = status.partitions / len(names)
     owned = [m.partitions_owned for m in status.members]
@@ -188,7 +188,7 @@ def test_grow_by_two_under_writes_then_a_leave_and_a_removal(start_node: StartNo
         commit(stay[0])
         assert leaving.proc is not None
         assert leaving.proc.wait(timeout=FLIP_TIMEOUT_S) == 0  # it hands off, then exits by itself
-        # Not idle: seen in this test, m1 keeps hints_pending 68 and 4 transfers pending indefinitely
+        # Not idle: seen in this test, m1 keeps hints_pending 68 and 4 transfers active indefinitely
         # after the leave (apparently hints for the departed node, which nothing delivers or re-targets;
         # not yet diagnosed). The acceptance checks (ring, shares, reads) do not depend on it.
         wait_settled([*stay, dead], "the ring to flip to four members", idle=False)
@@ -280,7 +280,7 @@ def test_a_receiver_killed_mid_transfer_resumes_where_it_was(start_node: StartNo
     commit(first)
 
     def sending() -> bool:
-        return any(status_of(n).transfers_pending > 0 for n in (first, second))
+        return any(status_of(n).transfers_active > 0 for n in (first, second))
 
     wait_for(sending, 30, "the transfers to m3 to start")
     started = time.monotonic()

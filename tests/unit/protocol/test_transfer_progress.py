@@ -8,6 +8,7 @@ from dynakv.core import cluster_state as cs
 from dynakv.core.config import Limits, Timing
 from dynakv.core.objects import Content
 from dynakv.protocol import claimant
+from dynakv.protocol.admin_messages import StatusReply, StatusRequest
 from dynakv.protocol.cluster_admin_messages import (
     ClusterTransfersReply,
     ClusterTransfersRequest,
@@ -229,7 +230,35 @@ def test_a_growing_cluster_shows_its_moves_progress_then_nothing_pending() -> No
     assert seen_running, "no move was ever seen part way"
     for sender, progress in seen_running:
         assert sender in NODES and progress.target == "n4" and progress.bytes_acked >= 300
+    status = ask(net, "n2", StatusRequest(), 1)
+    assert isinstance(status, StatusReply)
+    assert (status.transfers_pending, status.transfers_active) == (0, 0)
     net.settle(5)
     final = ask(net, "n1", ClusterTransfersRequest(), 2)
     assert isinstance(final, ClusterTransfersReply) and final.moves == ()
     assert all(n.transfers == () for n in final.nodes)
+
+
+def test_status_and_counters_follow_the_moves() -> None:
+    net = slow_net()
+    state = net.nodes["n1"].cluster.state
+    planned = sum(1 for m in state.moves if not m.complete)
+    assert planned > 0
+    status = ask(net, "n1", StatusRequest(), 1)
+    assert isinstance(status, StatusReply) and status.transfers_pending == planned
+    assert net.nodes["n1"].counters["transfers.pending"] == planned
+    net.settle(3)
+    active = {name: node.counters["transfers.active"] for name, node in net.nodes.items()}
+    status = ask(net, "n1", StatusRequest(), 2)
+    assert isinstance(status, StatusReply) and status.transfers_active == active["n1"]
+    assert sum(active.values()) > 0
+    net.settle(300)
+    assert all(not node.cluster.state.moves for node in net.nodes.values())
+    counters = {name: node.counters for name, node in net.nodes.items()}
+    assert all(c["transfers.pending"] == 0 and c["transfers.active"] == 0 for c in counters.values())
+    acked = sum(c["transfer.entries_acked.ownership"] for c in counters.values())
+    sent = sum(c["transfer.entries_sent.ownership"] for c in counters.values())
+    # Nothing is lost on this network: every key sent is acknowledged once and received once.
+    assert acked == sent == counters["n4"]["transfer.entries_received"] > 0
+    assert sum(c["transfer.bytes_acked.ownership"] for c in counters.values()) >= acked * 300
+    assert all(c["transfer.entries_acked.hinted"] == 0 for c in counters.values())
