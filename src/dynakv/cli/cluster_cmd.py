@@ -14,13 +14,14 @@ import argparse
 import functools
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
-from dynakv.cli.admin_cmd import TARGET_HELP, _addresses, _failed, _parser
-from dynakv.cli.kv_cmd import EXIT_OK
-from dynakv.cli.transfers_view import moves_json, transfers_json, transfers_lines
+from dynakv.cli.admin_cmd import TARGET_HELP, _addresses, _failed, _parser, _seconds
+from dynakv.cli.kv_cmd import EXIT_OK, EXIT_UNAVAILABLE
+from dynakv.cli.transfers_view import moves_json, settled, transfers_json, transfers_lines
 from dynakv.client import Client, DynakvClientError
 from dynakv.protocol.cluster_admin_messages import ClusterPlanReply, ClusterTransfersReply, StageKind
 
@@ -41,10 +42,11 @@ TRANSFERS_EPILOG: Final = (
 The node asked collects every live member's transfers (a member that does not answer within 2 s is
 shown as "no answer", one it counts down as "unreachable", without waiting), and prints per pending move
 the progress of the ownership transfer carrying it: [#####.....] percent, keys acknowledged of the keys
-the partition held when the transfer started, bytes acknowledged (counts only, no percentage, when the
-total is unknown); "sent" once its sender finished it (the move completes when all of the sender's
-transfers are acknowledged), "waiting" before it starts. Then the other transfers under way (ownership
-of neighbouring partitions, hinted handoff, repair) and a summary line.
+the partition held when the transfer started (a transfer resumed after a restart counts from there),
+bytes acknowledged (counts only, no percentage, when the total is unknown); "sent" once its sender
+finished it (the move completes when all of the sender's transfers are acknowledged), "waiting" before
+it starts. Then the other transfers under way (ownership of neighbouring partitions, hinted handoff,
+repair) and a summary line.
 
 --json prints {"ring_version", "transfers_pending" (moves not complete), "moves": [{"partition", "from",
 "to", "complete", "state", "sender", "keys_acked", "keys_total", "bytes_acked", "percent"}],
@@ -52,8 +54,13 @@ of neighbouring partitions, hinted handoff, repair) and a summary line.
 "bytes_acked", "percent"}], "nodes": {NAME: "answered" | "no answer" | "unreachable"}, "summary":
 {"moves", "moves_complete", "transfers_running", "keys_acked", "keys_total", "keys_total_unknown",
 "bytes_acked", "no_answer"}}; numbers not known are null.
+
+--watch S prints the view again every S seconds (a blank line between two; with --json one compact
+object a line) until no move is left and no transfer runs, then exits 0; after 1000 views it stops
+with exit code 3.
 """
 )
+WATCH_REFRESHES_MAX: Final = 1000
 
 
 def register(commands: Any) -> None:
@@ -79,11 +86,20 @@ def register(commands: Any) -> None:
     ]
     for name, help_text, call in simple:
         parser = _parser(verbs, name, help_text)
-        parser.epilog = TRANSFERS_EPILOG if name == "transfers" else CLUSTER_EPILOG
+        parser.epilog = CLUSTER_EPILOG
         if name in ("leave", "remove"):
             parser.add_argument("name", metavar="NAME", help="the member's node name")
         parser.add_argument("--json", action="store_true", help="print one JSON object")
         parser.set_defaults(run=functools.partial(_run, parser, call))
+        if name == "transfers":
+            parser.epilog = TRANSFERS_EPILOG
+            parser.add_argument(
+                "--watch",
+                type=_seconds,
+                metavar="S",
+                help="print again every S seconds until nothing is left to move",
+            )
+            parser.set_defaults(run=functools.partial(_run_transfers, parser))
 
 
 def _stager(kind: StageKind) -> Callable[[Client, argparse.Namespace], Any]:
@@ -106,6 +122,34 @@ def _run(
     else:
         sys.stdout.write("".join(line + "\n" for line in reply_lines(reply)))
     return EXIT_OK
+
+
+def _run_transfers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """`cluster transfers`: one view, or with --watch one every S seconds until nothing is left."""
+    if args.watch is None:
+        return _run(parser, lambda client, _args: client.cluster_transfers(), args)
+    addresses = _addresses(parser, args)
+    try:
+        with Client(addresses) as client:
+            for shown in range(WATCH_REFRESHES_MAX):
+                reply = client.cluster_transfers()
+                _write_view(reply, args.json, first=shown == 0)
+                if settled(reply):
+                    return EXIT_OK
+                time.sleep(args.watch)
+    except DynakvClientError as err:
+        return _failed(err)
+    sys.stderr.write(f"still moving after {WATCH_REFRESHES_MAX} views; run it again\n")
+    return EXIT_UNAVAILABLE
+
+
+def _write_view(reply: ClusterTransfersReply, as_json: bool, *, first: bool) -> None:
+    if as_json:
+        text = json.dumps(transfers_json(reply)) + "\n"  # one object a line
+    else:
+        text = ("" if first else "\n") + "".join(line + "\n" for line in transfers_lines(reply))
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 def reply_json(reply: ClusterPlanReply | ClusterTransfersReply) -> dict[str, Any]:

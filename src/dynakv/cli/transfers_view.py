@@ -59,6 +59,11 @@ def _move_line(m: MoveProgress) -> str:
     return head + "waiting"
 
 
+def settled(reply: ClusterTransfersReply) -> bool:
+    """Nothing left to watch: every move flipped, and no member that answered runs a transfer."""
+    return not reply.moves and not any(node.transfers for node in reply.nodes)
+
+
 def _silent(reply: ClusterTransfersReply) -> dict[str, str]:
     return {n.node: n.answer.value for n in reply.nodes if n.answer is not NodeAnswer.ANSWERED}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from dynakv.cli.transfers_view import format_bytes, progress_bar, transfers_json, transfers_lines
+from dynakv.cli.transfers_view import format_bytes, progress_bar, settled, transfers_json, transfers_lines
 from dynakv.protocol.cluster_admin_messages import ClusterTransfersReply, TransferInfo
 from dynakv.protocol.transfer_progress_messages import NodeAnswer, NodeTransfers, OutboundProgress
 
@@ -68,6 +68,10 @@ def test_nothing_under_way() -> None:
         "ring version 3: 0 ownership moves, 0 pending",
         "summary: 0/0 moves complete; no transfer under way; every member answered",
     ]
+    # --watch stops here, not while a move is listed or any transfer (hinted too) still runs.
+    assert settled(quiet) and not settled(REPLY)
+    handing_off = ClusterTransfersReply(3, (), (NodeTransfers("m2", NodeAnswer.ANSWERED, (HINTED,)),))
+    assert not settled(handing_off)
 
 
 def test_json_gives_the_numbers() -> None:
