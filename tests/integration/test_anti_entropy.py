@@ -119,4 +119,5 @@ def test_a_wiped_node_is_restored_by_repair_and_a_second_repair_moves_nothing(
     assert all(m["state"] == "valid" for m in report["members"])
     assert sum(m["partitions"] for m in report["members"]) == report["partitions"]
     assert report["hints_pending"] == 0
-    assert report["transfers_pending"] == 0
+    assert report["transfers_pending"] == 0  # no membership change under way
+    assert report["transfers_active"] == 0  # and no handoff running on dev3

@@ -106,7 +106,9 @@ def test_plan_and_commit_through_a_node_that_is_not_the_claimant(start_node: Sta
         view: dict[str, Any] = json.loads(ring.stdout)
         return view
 
-    view = wait_for(lambda: (v := ring_view())["transfers_pending"] == 0 and v, 60, "the ring to flip")
+    # Flipped: no move left at all (a move stays listed, complete, until the claimant flips it).
+    view = wait_for(lambda: (v := ring_view())["moves"] == [] and v, 60, "the ring to flip")
+    assert view["transfers_pending"] == 0
     assert {m["name"]: (m["state"], m["partitions"]) for m in view["members"]} == {
         "m1": ("valid", 32),
         "m2": ("valid", 32),

@@ -109,7 +109,7 @@ def settled(node: NodeInfo, names: set[str], idle: bool) -> ClusterStatus | None
     LAST_SEEN[node.name] = (status, moves[:5], len(moves))
     if {m.name: m.state for m in status.members} != dict.fromkeys(names, "valid"):
         return None
-    if moves or (idle and (status.transfers_pending or status.hints_pending)):
+    if moves or (idle and (status.transfers_active or status.hints_pending)):
         return None
     share = status.partitions / len(names)
     owned = [m.partitions_owned for m in status.members]
@@ -282,7 +282,7 @@ def test_a_receiver_killed_mid_transfer_resumes_where_it_was(start_node: StartNo
     commit(first)
 
     def sending() -> bool:
-        return any(status_of(n).transfers_pending > 0 for n in (first, second))
+        return any(status_of(n).transfers_active > 0 for n in (first, second))
 
     wait_for(sending, 30, "the transfers to m3 to start")
     started = time.monotonic()

@@ -13,7 +13,7 @@ from typing import Final, Protocol
 
 from dynakv.api.riak_http import HttpResponse, text_response
 from dynakv.api.riak_service import JSON_TYPE
-from dynakv.protocol.messages import FailureKind
+from dynakv.protocol.messages import FailureKind, TransferKind
 
 # Reported as Riak's version: 2.0.x turns on the client's vclock deletes and streamed lists, and staying
 # below 2.1 keeps it from asking for preflists (riak-http.md section 0.2).
@@ -24,14 +24,23 @@ STAT_COUNTERS: Final = {
     "puts": "requests.PutRequest",
     "deletes": "requests.DeleteRequest",
     "read_repairs": "read_repairs",
-    # Hinted handoff and partition transfers arrive with the availability and membership work: until
-    # then nothing sets these node counters and they read 0. They are read from the node all the same,
-    # so they report real values the moment hints and transfers exist.
     "pending_hints": "hints.pending",
+    # Outbound transfers (every kind) this node runs now; `transfers` is the older name of the same.
     "transfers": "transfers.active",
+    "transfers_active": "transfers.active",
+    # Ownership moves not yet complete in this node's cluster state (protocol/cluster.py).
+    "transfers_pending": "transfers.pending",
+    "transfer_keys_received": "transfer.entries_received",
     # dynakv's own: partitions handed off whose old copies are still to be deleted, and keys deleted.
     "ownership_cleanup_pending": "ownership.cleanup_pending",
     "ownership_cleaned_keys": "ownership.cleaned_keys",
+}
+# Totals since the node started, by transfer kind (transfer_manager.py): `transfer_<kind>_<name>`.
+TRANSFER_TOTALS: Final = {
+    "keys_sent": "entries_sent",
+    "bytes_sent": "bytes_sent",  # resends included
+    "keys_acked": "entries_acked",
+    "bytes_acked": "bytes_acked",
 }
 # Riak's percentile names, in the order Riak lists them: mean, median, 95th, 99th, maximum.
 PERCENTILES: Final = ("mean", "median", "95", "99", "100")
@@ -65,11 +74,15 @@ class RequestMetrics(Protocol):
 
 def stats_document(counters: Mapping[str, int], metrics: RequestMetrics | None) -> dict[str, object]:
     """`riak_kv_version` (which the client reads) and the node's numbers: counts since it started
-    (requests from its clients or forwarded by a peer), latencies in microseconds under Riak's names
-    plus dynakv's own `latency_ms` map (every op), siblings seen by gets, and failures by kind."""
+    (requests from its clients or forwarded by a peer), hints and transfers (levels now, and keys and
+    bytes moved by kind), latencies in microseconds under Riak's names plus dynakv's own `latency_ms`
+    map (every op), siblings seen by gets, and failures by kind."""
     stats: dict[str, object] = {"riak_kv_version": RIAK_KV_VERSION}
     for name, counter in STAT_COUNTERS.items():
         stats[name] = int(counters.get(counter, 0))
+    for kind in TransferKind:
+        for name, counter in TRANSFER_TOTALS.items():
+            stats[f"transfer_{kind.value}_{name}"] = int(counters.get(f"transfer.{counter}.{kind.value}", 0))
     if metrics is None:
         return stats
     for op, prefix in RIAK_TIMES.items():

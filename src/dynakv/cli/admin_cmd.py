@@ -33,11 +33,14 @@ STATUS_EPILOG = (
     TARGET_HELP
     + """
 With --cluster the first node that answers is asked. States are the membership view of that node:
-joining, valid, leaving, exiting; a member it cannot reach now shows as down. Hints and transfers pending
-are that node's own.
+joining, valid, leaving, exiting; a member it cannot reach now shows as down. Hints pending are the
+hints that node holds for others. Transfers pending are the ownership moves of the last commit whose
+data has not all arrived yet, as that node's cluster state has it (the same on every node once gossip
+agrees; `dynakv cluster transfers` shows their progress); transfers active are the outbound transfers
+of every kind (ownership, hinted, repair) that node is running now.
 
 --json prints one object: node, members [{name, state, partitions, reachable}], hints_pending,
-transfers_pending, partitions, n_val, trees_building.
+transfers_pending, transfers_active, partitions, n_val, trees_building.
 
 exit codes: 0 done, 2 usage, 5 server failure, 6 no node reachable.
 """
@@ -171,6 +174,7 @@ def status_json(status: ClusterStatus) -> dict[str, Any]:
         "members": members,
         "hints_pending": status.hints_pending,
         "transfers_pending": status.transfers_pending,
+        "transfers_active": status.transfers_active,
         "partitions": status.partitions,
         "n_val": status.n_val,
         "trees_building": status.trees_building,
@@ -196,7 +200,8 @@ def format_status(status: ClusterStatus) -> str:
     ]
     lines += [
         f"hints pending: {status.hints_pending}",
-        f"transfers pending: {status.transfers_pending}",
+        f"transfers pending: {status.transfers_pending} (ownership moves not complete)",
+        f"transfers active: {status.transfers_active} (running on {status.node})",
         f"anti-entropy trees building: {status.trees_building}",
     ]
     return "".join(line + "\n" for line in lines)

@@ -119,8 +119,11 @@ class MemberInfo:
 
 @dataclass(frozen=True, slots=True)
 class ClusterStatus:
-    """The cluster as one node (`node`) sees it. `hints_pending` and `transfers_pending` are that
-    node's own; `trees_building` counts its anti-entropy trees still being built after a start."""
+    """The cluster as one node (`node`) sees it. `hints_pending` are the hints that node holds;
+    `transfers_pending` the ownership moves not yet complete in its cluster state (the same on every
+    node once gossip agrees; 0 when no membership change is under way); `transfers_active` the outbound
+    transfers of every kind (ownership, hinted, repair) that node is running; `trees_building` counts its
+    anti-entropy trees still being built after a start."""
 
     node: str
     members: list[MemberInfo]
@@ -129,6 +132,7 @@ class ClusterStatus:
     partitions: int
     n_val: int
     trees_building: int
+    transfers_active: int
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -291,7 +291,7 @@ def result_from_reply(reply: NodeReply) -> Result:
         case StatusReply():
             members = [MemberInfo(m.name, m.reachable, m.partitions_owned, m.state) for m in reply.members]
             counts = (reply.hints_pending, reply.transfers_pending, reply.partitions, reply.n_val)
-            return ClusterStatus(reply.node, members, *counts, reply.trees_building)
+            return ClusterStatus(reply.node, members, *counts, reply.trees_building, reply.transfers_active)
     assert not isinstance(reply, Failure), "failures are error_from_failure's"
     if isinstance(reply, GetReply):
         live, dead = _split(reply.siblings)

@@ -54,8 +54,10 @@ class MemberStatus:
 
 @dataclass(frozen=True, slots=True)
 class StatusReply:
-    """`members` sorted by name, this node included; hints this node holds for others, transfers it is
-    running, and its anti-entropy trees still building after a start."""
+    """`members` sorted by name, this node included; hints this node holds for others; the ownership
+    moves not yet complete in this node's cluster state (`transfers_pending`: what an operator waits on
+    after a commit, the same on every node once gossip agrees); its anti-entropy trees still building
+    after a start; and the outbound transfers of every kind this node is running (`transfers_active`)."""
 
     node: str
     members: tuple[MemberStatus, ...]
@@ -64,6 +66,7 @@ class StatusReply:
     partitions: int
     n_val: int
     trees_building: int
+    transfers_active: int
 
 
 AdminRequest = RepairRequest | RepairStatusRequest | StatusRequest

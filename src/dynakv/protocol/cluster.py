@@ -12,6 +12,8 @@ machine (gossip.py). This module is the seam between that machine and the node:
   is written to the meta space (durably: a node must never restart on a ring older than one it has
   already acted on), and when the ring or the member list changed, `on_change` tells the node, which
   hands the new ring to the data path, anti-entropy, props and handoff and the members to reachability.
+- The level `transfers.pending` (the moves not complete yet, for /stats and /metrics) follows every
+  change of the state.
 - The history: each new ring epoch (a commit or a flip) is appended to a bounded log in the meta space
   (`HISTORY_META_KEY`, the last `HISTORY_MAX` epochs), so an operator can see what changed and when.
 """
@@ -35,6 +37,8 @@ from dynakv.protocol.gossip_messages import GossipMessage
 from dynakv.protocol.ports import StorageEngine, StorageError
 
 HISTORY_META_KEY: Final = b"cluster/history"
+# The level kept current for /stats and /metrics: `moves_pending` of the state held.
+MOVES_PENDING: Final = "transfers.pending"
 HISTORY_MAX: Final = 64
 _HISTORY_TAG: Final = "cluster.history"
 
@@ -100,6 +104,7 @@ class ClusterWiring:
         state = load_state(storage, initial, counters)
         self.gossip = Gossip(name, state, rng, settings, seeds=seeds, join=join)
         self.on_change: OnChange = lambda _state: None
+        self._level(state)
         self._shape = _shape(state)
         self._epoch = state.ring_version
         if storage.meta_get(STATE_META_KEY) is None:
@@ -146,8 +151,12 @@ class ClusterWiring:
         for send in output.sends:
             out.append(Send(send.dst, send.msg))
 
+    def _level(self, state: ClusterState) -> None:
+        self.counters[MOVES_PENDING] = moves_pending(state)
+
     def _changed(self) -> None:
         state = self.gossip.state
+        self._level(state)
         self._persist(state)
         if state.ring_version > self._epoch:
             self._epoch = state.ring_version
@@ -169,6 +178,12 @@ class ClusterWiring:
             self.storage.meta_put(HISTORY_META_KEY, codec.encode(_HISTORY_TAG, entries), durable=True)
         except StorageError:
             self.counters["cluster.persist_errors"] += 1
+
+
+def moves_pending(state: ClusterState) -> int:
+    """The ownership moves whose data has not all arrived (the ring flips them once complete): what an
+    operator waits on after a commit, the same on every node once gossip agrees."""
+    return sum(1 for move in state.moves if not move.complete)
 
 
 def live_members(state: ClusterState, name: str) -> list[str]:

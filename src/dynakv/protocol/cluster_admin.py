@@ -6,18 +6,20 @@
 - commit: only the claimant commits (`claimant.commit`, then `claimant_tick`), so that two nodes never
   write competing ring epochs; any other node forwards the commit to the claimant it knows
   (`ClusterCommitForward`) and relays the answer, or fails at once if it cannot reach it.
-- transfers: the pending moves of the ring epoch this node holds.
+- transfers: the pending moves of the ring epoch this node holds, with every live member's transfer
+  progress (transfer_progress.py asks them, with a deadline).
 """
 
 from __future__ import annotations
 
+from collections.abc import Set
 from dataclasses import dataclass
 from typing import Final
 
 from dynakv.core import cluster_state as cs
 from dynakv.core.errors import ConfigError
 from dynakv.protocol import claimant
-from dynakv.protocol.cluster import ClusterWiring
+from dynakv.protocol.cluster import ClusterWiring, live_members
 from dynakv.protocol.cluster_admin_messages import (
     ClusterCommitForward,
     ClusterCommitForwardReply,
@@ -33,6 +35,12 @@ from dynakv.protocol.cluster_admin_messages import (
 )
 from dynakv.protocol.effects import Effect, Reply, Send
 from dynakv.protocol.messages import Failure, FailureKind
+from dynakv.protocol.transfer_progress import LocalTransfers, TransferQueries
+from dynakv.protocol.transfer_progress_messages import (
+    NodeTransfers,
+    TransferProgressReply,
+    TransferProgressRequest,
+)
 
 FORWARD_TIMEOUT_MS: Final = 10_000
 PENDING_MAX: Final = 64
@@ -45,12 +53,15 @@ class _Pending:
 
 
 class ClusterAdmin:
-    def __init__(self, name: str, cluster: ClusterWiring, n_val: int) -> None:
+    """`local` gives this node's own transfer progress (transfer_progress.LocalTransfers)."""
+
+    def __init__(self, name: str, cluster: ClusterWiring, n_val: int, local: LocalTransfers) -> None:
         self.name = name
         self.cluster = cluster
         self.n_val = n_val
         self._pending: dict[int, _Pending] = {}
         self._next_id = 0
+        self.queries = TransferQueries(name, local, self._transfers)
 
     # -- requests --------------------------------------------------------------------------------------
 
@@ -62,7 +73,8 @@ class ClusterAdmin:
         elif isinstance(request, ClusterPlanRequest):
             out.append(Reply(ref, self._plan()))
         elif isinstance(request, ClusterTransfersRequest):
-            out.append(Reply(ref, self._transfers()))
+            members = live_members(self.cluster.state, self.name)
+            self.queries.start(ref, members, down, now_ms, out)
         else:
             self._commit(ref, now_ms, down, out)
 
@@ -91,10 +103,11 @@ class ClusterAdmin:
         staged = [f"staged: {s.kind.value} {s.name}" for s in state.active_staged()]
         return self._reply_lines(staged or ["nothing staged"])
 
-    def _transfers(self) -> ClusterTransfersReply:
+    def _transfers(self, nodes: tuple[NodeTransfers, ...]) -> ClusterTransfersReply:
+        """The moves as this node holds them when the members' answers are in."""
         state = self.cluster.state
         moves = tuple(TransferInfo(m.partition, m.old_owner, m.new_owner, m.complete) for m in state.moves)
-        return ClusterTransfersReply(state.ring_version, moves)
+        return ClusterTransfersReply(state.ring_version, moves, nodes)
 
     def commit_here(self) -> ClusterPlanReply | Failure:
         """On the claimant: apply the staged changes (the plan's lines say what they do)."""
@@ -126,7 +139,10 @@ class ClusterAdmin:
 
     # -- peers and time -----------------------------------------------------------------------------------
 
-    def on_message(self, src: str, msg: ClusterPeerMessage, out: list[Effect]) -> None:
+    def on_message(self, src: str, msg: ClusterPeerMessage, now_ms: int, out: list[Effect]) -> None:
+        if isinstance(msg, TransferProgressRequest | TransferProgressReply):
+            self.queries.on_message(src, msg, now_ms, out)
+            return
         if isinstance(msg, ClusterCommitForward):
             answer = self.commit_here()
             if isinstance(answer, Failure):
@@ -148,7 +164,8 @@ class ClusterAdmin:
             kind = FailureKind.UNAVAILABLE
         out.append(Reply(pending.ref, Failure(kind, f"the claimant {src}: {msg.error}")))
 
-    def on_tick(self, now_ms: int, out: list[Effect]) -> None:
+    def on_tick(self, now_ms: int, down: Set[str], out: list[Effect]) -> None:
+        self.queries.on_tick(now_ms, down, out)
         for req_id in sorted(self._pending):
             pending = self._pending[req_id]
             if now_ms >= pending.deadline_ms:

@@ -4,13 +4,20 @@ carry a commit to the claimant.
 Staged, as Riak does it: `leave NAME` and `remove NAME` (and `clear`) stage a change on whichever node
 is asked, and gossip carries it; `plan` shows what the staged changes would do, computed from the asked
 node's state; `commit` carries them out on the claimant (a node that is not the claimant forwards it,
-`ClusterCommitForward`, and relays the answer). `transfers` lists the pending ownership moves.
+`ClusterCommitForward`, and relays the answer). `transfers` lists the pending ownership moves with
+the progress of every node's transfers (transfer_progress_messages.py: the asked node asks its peers).
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+
+from dynakv.protocol.transfer_progress_messages import (
+    NodeTransfers,
+    TransferProgressReply,
+    TransferProgressRequest,
+)
 
 
 class StageKind(enum.Enum):
@@ -62,8 +69,12 @@ class TransferInfo:
 
 @dataclass(frozen=True, slots=True)
 class ClusterTransfersReply:
+    """The pending moves of the asked node's ring epoch, and each member's transfers (`nodes`, in name
+    order: what it answered, or that it did not; protocol/transfer_progress.py matches them up)."""
+
     ring_version: int
     moves: tuple[TransferInfo, ...]
+    nodes: tuple[NodeTransfers, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,4 +96,6 @@ class ClusterCommitForwardReply:
 
 ClusterRequest = ClusterStageRequest | ClusterPlanRequest | ClusterCommitRequest | ClusterTransfersRequest
 ClusterReply = ClusterPlanReply | ClusterTransfersReply
-ClusterPeerMessage = ClusterCommitForward | ClusterCommitForwardReply
+ClusterPeerMessage = (
+    ClusterCommitForward | ClusterCommitForwardReply | TransferProgressRequest | TransferProgressReply
+)

@@ -23,9 +23,8 @@ from dynakv.protocol.availability import Availability, AvailabilityMessage
 from dynakv.protocol.cluster import ClusterWiring, live_members
 from dynakv.protocol.cluster_admin import ClusterAdmin
 from dynakv.protocol.cluster_admin_messages import (
-    ClusterCommitForward,
-    ClusterCommitForwardReply,
     ClusterCommitRequest,
+    ClusterPeerMessage,
     ClusterPlanRequest,
     ClusterStageRequest,
     ClusterTransfersRequest,
@@ -66,6 +65,8 @@ from dynakv.protocol.ports import StorageEngine
 from dynakv.protocol.preflists import preflist_reply
 from dynakv.protocol.props_service import PropsService
 from dynakv.protocol.tracked_storage import TrackedStorage
+from dynakv.protocol.transfer_progress import outbound_progress
+from dynakv.protocol.transfer_progress_messages import Duty, OutboundProgress
 
 
 def default_rng(name: str) -> random.Random:
@@ -130,7 +131,7 @@ class Node:
         known = self.cluster.state.ring is not None
         self.availability.set_members(live_members(self.cluster.state, name), ring, known)
         self.cluster.on_change = self._on_cluster_change
-        self.cluster_admin = ClusterAdmin(name, self.cluster, settings.cluster.n_val)
+        self.cluster_admin = ClusterAdmin(name, self.cluster, settings.cluster.n_val, self._local_transfers)
         handoff = self.availability.handoff
         delay_ms = settings.timing.ownership_cleanup_delay_ms
         self.ownership = Ownership(
@@ -160,7 +161,7 @@ class Node:
                 self.props.on_tick(now_ms, self.data.down, out)
                 self.ae.on_tick(now_ms, out, down=self.data.down)
                 self.cluster.on_tick(now_ms, self.data.down, out)
-                self.cluster_admin.on_tick(now_ms, out)
+                self.cluster_admin.on_tick(now_ms, self.data.down, out)
                 self.ownership.on_tick(now_ms, self.data.down, self.cluster, out)
             case PeerConnected(node):
                 self.availability.link_made(node, now_ms, out)
@@ -191,8 +192,8 @@ class Node:
             self.ae.on_message(src, msg, now_ms, out)
         elif isinstance(msg, GossipDigest | GossipState):
             self.cluster.on_message(src, msg, out)
-        elif isinstance(msg, ClusterCommitForward | ClusterCommitForwardReply):
-            self.cluster_admin.on_message(src, msg, out)
+        elif isinstance(msg, ClusterPeerMessage):
+            self.cluster_admin.on_message(src, msg, now_ms, out)
         else:
             self.data.on_message(src, msg, now_ms, out)
 
@@ -216,6 +217,10 @@ class Node:
         self.props.ring = ring
         self.ae.set_ring(ring)
         self.availability.set_members(live_members(state, self.name), ring, state.ring is not None)
+
+    def _local_transfers(self) -> tuple[tuple[OutboundProgress, ...], tuple[Duty, ...]]:
+        """This node's part of `dynakv cluster transfers`: its transfers under way, its duties done."""
+        return outbound_progress(self.availability.handoff.manager.status()), self.ownership.sent()
 
     def take_notices(self) -> list[str]:
         """The log lines added since the last call (the driver logs them at WARNING)."""

@@ -26,6 +26,7 @@ from dynakv.protocol.admin_messages import (
 )
 from dynakv.protocol.ae_peer import Merge
 from dynakv.protocol.anti_entropy import AeSettings, AntiEntropy, RepairProgress
+from dynakv.protocol.cluster import moves_pending
 from dynakv.protocol.data_path import Settings
 from dynakv.protocol.messages import Failure, FailureKind
 from dynakv.protocol.ports import StorageError
@@ -140,10 +141,11 @@ def status(
         name,
         tuple(members),
         hints_pending=max(0, counters[HINTS_PENDING]),
-        transfers_pending=max(0, counters[TRANSFERS_ACTIVE]),
+        transfers_pending=0 if state is None else moves_pending(state),
         partitions=ring.partitions,
         n_val=ae.n_val,
         trees_building=len(ae.trees.building()),
+        transfers_active=max(0, counters[TRANSFERS_ACTIVE]),
     )
 
 

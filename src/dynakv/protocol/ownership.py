@@ -155,6 +155,10 @@ class Ownership:
             self._done.add(duty)
             self._level()
 
+    def sent(self) -> tuple[Duty, ...]:
+        """The duties (partition, target) this node finished for the moves pending now, in order."""
+        return tuple(sorted(self._done))
+
     def on_write(
         self, partition: int, bucket: bytes, key: bytes, old: bytes | None, new: bytes | None
     ) -> None:

@@ -9,6 +9,9 @@ under the throttle every transfer gets its turn (deterministically).
 A target going down pauses its ownership and repair transfers (they resume when it is back, from their
 cursor) and drops its hinted ones: their progress is the hints themselves, and `hints.replay_hints`
 starts them again once the target answers. Paused transfers keep their slot in the concurrency bound.
+
+Counted by kind (`transfer.<what>.<kind>`, for /stats and /metrics): entries and bytes sent (bytes again
+on a resend) and acknowledged.
 """
 
 from __future__ import annotations
@@ -115,6 +118,7 @@ class TransferManager:
         if self._budget <= 0:
             return
         running = transfer.state is TransferState.RUNNING
+        entries_before = transfer.progress.entries_sent
         try:
             flight = transfer.poll(now_ms)
         except (StorageError, DecodeError):
@@ -127,6 +131,10 @@ class TransferManager:
             return
         self._budget -= flight.size
         self.counters["transfer.batches_sent"] += 1
+        # By kind, for /stats and /metrics: entries once (a resend sends none anew), bytes every time.
+        kind = transfer.kind.value
+        self.counters[f"transfer.entries_sent.{kind}"] += transfer.progress.entries_sent - entries_before
+        self.counters[f"transfer.bytes_sent.{kind}"] += flight.size
         out.append(Send(transfer.target, flight.batch))
 
     def on_tick(self, now_ms: int, out: list[Effect]) -> None:
@@ -159,6 +167,8 @@ class TransferManager:
             transfer.pause(now_ms + self.settings.pause_ms)
             return
         transfer.settle(flight)
+        self.counters[f"transfer.entries_acked.{transfer.kind.value}"] += len(flight.chunk.entries)
+        self.counters[f"transfer.bytes_acked.{transfer.kind.value}"] += flight.size
         if transfer.state is TransferState.DONE:
             self._remove(transfer)
             self._finished.append(_status(transfer))

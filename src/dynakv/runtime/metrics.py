@@ -10,7 +10,9 @@ Node (`started`) and when its reply comes out (`finished`); latencies come from 
 - Prometheus objects in a per-node `CollectorRegistry` (never the global one: a test process runs
   several nodes), exposed by `/metrics`: `dynakv_requests_total{op}`,
   `dynakv_request_duration_seconds{op}`, `dynakv_request_failures_total{op,kind}`,
-  `dynakv_get_siblings`, and the node's own counters and levels, read at scrape time.
+  `dynakv_get_siblings`, and the node's own counters and levels, read at scrape time (transfers:
+  `dynakv_transfers_active`, `dynakv_transfers_pending`, `dynakv_transfer_{keys,bytes}_{sent,acked}_total
+  {kind}`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from prometheus_client import Histogram as PromHistogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from dynakv.protocol.messages import Failure, GetReply, NodeReply, NodeRequest
+from dynakv.protocol.messages import Failure, GetReply, NodeReply, NodeRequest, TransferKind
 
 WINDOW_SAMPLES: Final = 10_000
 PERCENTILES: Final = ("mean", "median", "95", "99", "100")
@@ -50,8 +52,21 @@ SIBLING_BUCKETS: Final = (1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0, math.inf)
 # Node counters that are levels, not counts: exposed as gauges, left out of dynakv_node_events_total.
 NODE_LEVELS: Final = {
     "hints.pending": ("dynakv_pending_hints", "Hints held for unreachable replicas, waiting for handoff."),
-    "transfers.active": ("dynakv_transfers_active", "Partition transfers in progress."),
+    "transfers.active": ("dynakv_transfers_active", "Outbound transfers (every kind) this node runs."),
+    "transfers.pending": (
+        "dynakv_transfers_pending",
+        "Ownership moves not yet complete in this node's cluster state.",
+    ),
 }
+# Node counters `transfer.<name>.<kind>` exposed as one counter family each, labelled by kind (and left
+# out of dynakv_node_events_total).
+TRANSFER_TOTALS: Final = {
+    "entries_sent": ("dynakv_transfer_keys_sent", "Keys sent by outbound transfers, by kind."),
+    "bytes_sent": ("dynakv_transfer_bytes_sent", "Bytes sent by outbound transfers (resends too), by kind."),
+    "entries_acked": ("dynakv_transfer_keys_acked", "Keys of outbound transfers acknowledged, by kind."),
+    "bytes_acked": ("dynakv_transfer_bytes_acked", "Bytes of outbound transfers acknowledged, by kind."),
+}
+_TRANSFER_PREFIXES: Final = tuple(f"transfer.{name}." for name in TRANSFER_TOTALS)
 
 
 def op_name(request: NodeRequest) -> str:
@@ -84,7 +99,7 @@ class _NodeCollector(Collector):
             "dynakv_node_events", "The node's event counters since it started, by name.", labels=["event"]
         )
         for name, value in sorted(self._counters.items()):
-            if name not in NODE_LEVELS:
+            if name not in NODE_LEVELS and not name.startswith(_TRANSFER_PREFIXES):
                 events.add_metric([name], value)
         yield events
         yield GaugeMetricFamily(
@@ -92,6 +107,14 @@ class _NodeCollector(Collector):
         )
         for counter, (metric, documentation) in NODE_LEVELS.items():
             yield GaugeMetricFamily(metric, documentation, self._counters.get(counter, 0))
+        yield from self._transfer_totals()
+
+    def _transfer_totals(self) -> Iterator[Metric]:
+        for name, (metric, documentation) in TRANSFER_TOTALS.items():
+            family = CounterMetricFamily(metric, documentation, labels=["kind"])
+            for kind in TransferKind:
+                family.add_metric([kind.value], self._counters.get(f"transfer.{name}.{kind.value}", 0))
+            yield family
 
 
 class Metrics:

@@ -2,7 +2,8 @@
 <-> msgpack field lists (protocol/cluster_admin_messages.py).
 
 Requests take tags 60-63 and replies 64-65, framed by wire/codec.py like the other service requests;
-the peer messages take 28 and 29. Decoding trusts nothing and raises DecodeError only.
+the peer messages take 28 and 29, and 14 and 15 for transfer progress (wire/transfer_progress_codec.py).
+Decoding trusts nothing and raises DecodeError only.
 """
 
 from __future__ import annotations
@@ -26,13 +27,21 @@ from dynakv.protocol.cluster_admin_messages import (
     StageKind,
     TransferInfo,
 )
+from dynakv.protocol.transfer_progress_messages import TransferProgressReply, TransferProgressRequest
+from dynakv.wire.transfer_progress_codec import (
+    PROGRESS_TAGS,
+    decode_nodes,
+    decode_progress,
+    node_transfers_fields,
+    progress_fields,
+)
 
 STAGE, PLAN, COMMIT, TRANSFERS = 60, 61, 62, 63
 PLAN_REPLY, TRANSFERS_REPLY = 64, 65
 COMMIT_FORWARD, COMMIT_FORWARD_REPLY = 28, 29
 CLUSTER_REQUEST_TAGS: Final = frozenset({STAGE, PLAN, COMMIT, TRANSFERS})
 CLUSTER_REPLY_TAGS: Final = frozenset({PLAN_REPLY, TRANSFERS_REPLY})
-CLUSTER_PEER_TAGS: Final = frozenset({COMMIT_FORWARD, COMMIT_FORWARD_REPLY})
+CLUSTER_PEER_TAGS: Final = frozenset({COMMIT_FORWARD, COMMIT_FORWARD_REPLY}) | PROGRESS_TAGS
 
 _INT64_MAX: Final = (1 << 63) - 1
 _TEXT_MAX: Final = 1024
@@ -115,11 +124,12 @@ def cluster_reply_fields(reply: ClusterReply) -> list[Any]:
     match reply:
         case ClusterPlanReply():
             return [PLAN_REPLY, *_plan_fields(reply)]
-        case ClusterTransfersReply(version, moves):
+        case ClusterTransfersReply(version, moves, nodes):
             return [
                 TRANSFERS_REPLY,
                 version,
                 [[m.partition, m.old_owner, m.new_owner, m.complete] for m in moves],
+                [node_transfers_fields(n) for n in nodes],
             ]
     raise AssertionError(f"not a cluster reply: {reply!r}")
 
@@ -127,15 +137,19 @@ def cluster_reply_fields(reply: ClusterReply) -> list[Any]:
 def decode_cluster_reply(tag: int, f: list[Any]) -> ClusterReply:
     if tag == PLAN_REPLY:
         return _decode_plan(f)
-    if tag == TRANSFERS_REPLY and len(f) == 2:
+    if tag == TRANSFERS_REPLY and len(f) == 3:
         return ClusterTransfersReply(
-            _u64(f[0], "ring_version"), tuple(want_list_of(f[1], "moves", _transfer))
+            _u64(f[0], "ring_version"),
+            tuple(want_list_of(f[1], "moves", _transfer)),
+            decode_nodes(f[2], "nodes"),
         )
     raise DecodeError(f"tag {tag} with {len(f)} fields is not a cluster reply")
 
 
 def cluster_peer_fields(msg: ClusterPeerMessage) -> list[Any]:
     match msg:
+        case TransferProgressRequest() | TransferProgressReply():
+            return progress_fields(msg)
         case ClusterCommitForward(req_id):
             return [COMMIT_FORWARD, req_id]
         case ClusterCommitForwardReply(req_id, reply, kind, error):
@@ -144,6 +158,8 @@ def cluster_peer_fields(msg: ClusterPeerMessage) -> list[Any]:
 
 
 def decode_cluster_peer(tag: int, f: list[Any]) -> ClusterPeerMessage:
+    if tag in PROGRESS_TAGS:
+        return decode_progress(tag, f)
     if tag == COMMIT_FORWARD and len(f) == 1:
         return ClusterCommitForward(_u64(f[0], "req_id"))
     if tag == COMMIT_FORWARD_REPLY and len(f) == 4:

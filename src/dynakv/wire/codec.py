@@ -20,7 +20,7 @@ from dynakv.core import codec
 from dynakv.core.codec import want_bool, want_bytes, want_int, want_list_of, want_optional, want_str
 from dynakv.core.errors import DecodeError, RemoteProtocolError
 from dynakv.core.objects import Content, content_from_payload, content_to_payload
-from dynakv.protocol.cluster_admin_messages import ClusterCommitForward, ClusterCommitForwardReply
+from dynakv.protocol.cluster_admin_messages import ClusterPeerMessage
 from dynakv.protocol.gossip_messages import GossipDigest, GossipState
 from dynakv.protocol.liveness import Ping, Pong
 from dynakv.protocol.messages import (
@@ -97,7 +97,8 @@ _REPLICA_GET, _REPLICA_GET_REPLY, _REPLICA_PUT, _REPLICA_PUT_ACK, _READ_REPAIR =
 _FORWARD_REQUEST, _FORWARD_REPLY = 6, 7
 # 8 and 9: bucket props (wire/props_codec.py).
 _KEY_LIST_REQUEST, _KEY_LIST_REPLY = 10, 11
-# 12 and 13: transfers (wire/transfer_codec.py).
+# 12 and 13: transfers (wire/transfer_codec.py). 14 and 15: transfer progress
+# (wire/transfer_progress_codec.py, routed by cluster_admin_codec.py).
 # 16-19 and 23: anti-entropy (wire/ae_codec.py).
 # 24 and 25: probes (wire/liveness_codec.py).
 # 26 and 27: gossip (wire/gossip_codec.py). 28 and 29: commit forward (wire/cluster_admin_codec.py).
@@ -309,35 +310,15 @@ def _peer_fields(msg: PeerMessage) -> list[Any]:
             return [_KEY_LIST_REPLY, req_id, list(names), done, ok, seq]
         case AeNodesRequest() | AeNodesReply() | AeKeysRequest() | AeKeysReply() | AeObjects():
             return ae_fields(msg)
-        case (
-            TransferBatch()
-            | TransferAck()
-            | Ping()
-            | Pong()
-            | GossipDigest()
-            | GossipState()
-            | ClusterCommitForward()
-            | ClusterCommitForwardReply()
-        ):
+        case TransferBatch() | TransferAck() | Ping() | Pong() | GossipDigest() | GossipState():
             return _side_fields(msg)
     raise AssertionError(f"not a peer message: {msg!r}")
 
 
-_SideMessage = (
-    TransferBatch
-    | TransferAck
-    | Ping
-    | Pong
-    | GossipDigest
-    | GossipState
-    | ClusterCommitForward
-    | ClusterCommitForwardReply
-)
+_SideMessage = TransferBatch | TransferAck | Ping | Pong | GossipDigest | GossipState
 
 
 def _side_fields(msg: _SideMessage) -> list[Any]:
-    if isinstance(msg, ClusterCommitForward | ClusterCommitForwardReply):
-        return cluster_peer_fields(msg)
     if isinstance(msg, Ping | Pong):
         return liveness_fields(msg)
     if isinstance(msg, GossipDigest | GossipState):
@@ -421,6 +402,8 @@ def _decode_key_list(tag: int, f: list[Any]) -> KeyListRequest | KeyListReply:
 
 
 def encode_peer(msg: PeerMessage) -> bytes:
+    if isinstance(msg, ClusterPeerMessage):
+        return codec.pack(cluster_peer_fields(msg))
     return codec.pack(_peer_fields(msg))
 
 

@@ -199,7 +199,7 @@ def service_reply_fields(reply: NonFailureReply) -> list[Any]:
         case StatusReply():
             members = [[m.name, m.reachable, m.partitions_owned, m.state] for m in reply.members]
             counts = [reply.hints_pending, reply.transfers_pending, reply.partitions, reply.n_val]
-            return [STATUS_REPLY, reply.node, members, *counts, reply.trees_building]
+            return [STATUS_REPLY, reply.node, members, *counts, reply.trees_building, reply.transfers_active]
         case ClusterPlanReply() | ClusterTransfersReply():
             return cluster_reply_fields(reply)
     raise AssertionError(f"not a service reply: {reply!r}")
@@ -243,14 +243,19 @@ def decode_service_reply(tag: int, f: list[Any]) -> ServiceReply:
         if done > total:
             raise DecodeError(f"partitions_done: {done} is above partitions_total {total}")
         return RepairStatus(total, done, repaired, failed, want_bool(f[4], "finished"))
-    if tag == STATUS_REPLY and len(f) == 7:
-        hints, transfers, partitions, n_val, building = (
-            _u64(v, name) for v, name in zip(f[2:], _STATUS_COUNTS, strict=True)
-        )
+    if tag == STATUS_REPLY and len(f) == 8:
+        counts = [_u64(v, name) for v, name in zip(f[2:], _STATUS_COUNTS, strict=True)]
         members = tuple(want_list_of(f[1], "members", _member))
-        return StatusReply(_name(f[0], "node"), members, hints, transfers, partitions, n_val, building)
+        return StatusReply(_name(f[0], "node"), members, *counts)
     raise DecodeError(f"tag {tag} with {len(f)} fields is not a service reply")
 
 
 _REPAIR_FIELDS: Final = ("partitions_total", "partitions_done", "keys_repaired", "exchanges_failed")
-_STATUS_COUNTS: Final = ("hints_pending", "transfers_pending", "partitions", "n_val", "trees_building")
+_STATUS_COUNTS: Final = (
+    "hints_pending",
+    "transfers_pending",
+    "partitions",
+    "n_val",
+    "trees_building",
+    "transfers_active",
+)

@@ -34,6 +34,14 @@ COUNTERS = {
     "requests.PutRequest": 3,
     "read_repairs": 2,
     "hints.pending": 4,
+    "transfers.active": 2,
+    "transfers.pending": 5,
+    "transfer.entries_received": 9,
+    "transfer.entries_sent.ownership": 30,
+    "transfer.bytes_sent.ownership": 3100,
+    "transfer.entries_acked.ownership": 25,
+    "transfer.bytes_acked.ownership": 2500,
+    "transfer.entries_acked.hinted": 3,
     "ownership.cleaned_keys": 9,
 }
 
@@ -46,7 +54,22 @@ def test_stats_without_metrics_keeps_the_counts() -> None:
         "deletes": 0,
         "read_repairs": 2,
         "pending_hints": 4,
-        "transfers": 0,
+        "transfers": 2,
+        "transfers_active": 2,
+        "transfers_pending": 5,
+        "transfer_keys_received": 9,
+        "transfer_ownership_keys_sent": 30,
+        "transfer_ownership_bytes_sent": 3100,
+        "transfer_ownership_keys_acked": 25,
+        "transfer_ownership_bytes_acked": 2500,
+        "transfer_hinted_keys_sent": 0,
+        "transfer_hinted_bytes_sent": 0,
+        "transfer_hinted_keys_acked": 3,
+        "transfer_hinted_bytes_acked": 0,
+        "transfer_repair_keys_sent": 0,
+        "transfer_repair_bytes_sent": 0,
+        "transfer_repair_keys_acked": 0,
+        "transfer_repair_bytes_acked": 0,
         "ownership_cleanup_pending": 0,
         "ownership_cleaned_keys": 9,
     }
@@ -70,7 +93,7 @@ def test_stats_with_metrics_uses_riak_names() -> None:
         "bad_request": 0, "unavailable": 0, "timeout": 2, "overloaded": 0, "storage": 0,
     }  # fmt: skip
     assert stats["pending_requests"] == 5
-    assert (stats["pending_hints"], stats["transfers"]) == (4, 0)
+    assert (stats["pending_hints"], stats["transfers"], stats["transfers_pending"]) == (4, 2, 5)
 
 
 def test_metrics_response() -> None:

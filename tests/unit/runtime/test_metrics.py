@@ -83,6 +83,29 @@ def test_latencies_siblings_and_failures() -> None:
     assert got[("dynakv_pending_requests", ())] == 3
 
 
+def test_transfer_levels_and_totals_by_kind_are_read_at_scrape_time() -> None:
+    counters: Counter[str] = Counter({"transfers.active": 3, "transfers.pending": 7})
+    metrics = Metrics(counters, lambda: 0, now_ns=FakeClock())
+    counters["transfer.entries_acked.ownership"] += 40
+    counters["transfer.bytes_sent.hinted"] += 512
+    counters["transfer.entries_received"] += 6
+    got = samples(metrics)
+    assert (got[("dynakv_transfers_active", ())], got[("dynakv_transfers_pending", ())]) == (3, 7)
+    assert got[("dynakv_transfer_keys_acked_total", (("kind", "ownership"),))] == 40
+    assert got[("dynakv_transfer_keys_acked_total", (("kind", "repair"),))] == 0
+    assert got[("dynakv_transfer_bytes_sent_total", (("kind", "hinted"),))] == 512
+    assert got[("dynakv_transfer_keys_sent_total", (("kind", "ownership"),))] == 0
+    assert got[("dynakv_transfer_bytes_acked_total", (("kind", "ownership"),))] == 0
+    # Shown once: in their families, not again among the events; other transfer counters are events.
+    assert ("dynakv_node_events_total", (("event", "transfer.entries_acked.ownership"),)) not in got
+    assert got[("dynakv_node_events_total", (("event", "transfer.entries_received"),))] == 6
+    counters["transfer.entries_acked.ownership"] += 2
+    counters["transfers.pending"] = 0
+    got = samples(metrics)
+    assert got[("dynakv_transfer_keys_acked_total", (("kind", "ownership"),))] == 42
+    assert got[("dynakv_transfers_pending", ())] == 0
+
+
 def test_windows_are_bounded_and_registries_are_per_node() -> None:
     clock = FakeClock()
     one, two = Metrics(Counter(), lambda: 0, clock, window=4), Metrics(Counter(), lambda: 0, clock)

@@ -62,7 +62,8 @@ def test_peer_messages_round_trip(msg: PeerMessage) -> None:
     [
         [60, 1, "promote", "n1"],  # not a staged change
         [61, 1, "extra"],
-        [65, 1, 2, [[1, "a", "b"]]],  # a move without its flag
+        [65, 1, 2, [[1, "a", "b"]], []],  # a move without its flag
+        [65, 1, 2, [[1, "a", "b", False]]],  # no per-node progress
         [28],
         [29, 1, "not a plan", "", ""],
     ],

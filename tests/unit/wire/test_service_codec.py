@@ -64,7 +64,7 @@ REPLIES: list[NodeReply] = [
     PreflistReply((PreflistEntry(3, "n1", True), PreflistEntry(4, "n2", False))),
     RepairStatus(8, 3, 17, 1, False),
     RepairStatus(8, 8, 0, 0, True),
-    StatusReply("n1", (MemberStatus("n1", True, 22), MemberStatus("n2", False, 21)), 4, 1, 64, 3, 0),
+    StatusReply("n1", (MemberStatus("n1", True, 22), MemberStatus("n2", False, 21)), 4, 1, 64, 3, 0, 2),
     Failure(FailureKind.BAD_REQUEST, "partition: 99 is not in [0, 64)", "partition"),
 ]
 
@@ -110,9 +110,10 @@ MALFORMED_REPLIES: list[list[Any]] = [
     [52, 1, [[1, "", True]]],  # empty node name
     [53, 1, 8, 9, 0, 0, False],  # done above total
     [53, 1, 8, 3, 0, 0],  # a field short
-    [54, 1, "n1", [["n1", True]], 0, 0, 64, 3, 0],  # member too short
-    [54, 1, "n1", [], 0, 0, 64, 3],  # a count short
-    [54, 1, "n1", [], -1, 0, 64, 3, 0],  # negative hints
+    [54, 1, "n1", [["n1", True]], 0, 0, 64, 3, 0, 0],  # member too short
+    [54, 1, "n1", [], 0, 0, 64, 3, 0],  # a count short (transfers_active)
+    [54, 1, "n1", [], -1, 0, 64, 3, 0, 0],  # negative hints
+    [54, 1, "n1", [], 0, 0, 64, 3, 0, -1],  # negative transfers_active
 ]
 
 
