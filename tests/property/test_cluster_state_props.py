@@ -59,8 +59,8 @@ def run(state: ClusterState, steps: list[tuple[str, str, int]]) -> list[ClusterS
 
 
 @st.composite
-def histories(draw: st.DrawFn) -> list[ClusterState]:
-    return run(cs.new_cluster("a", 8), draw(ops))
+def histories(draw: st.DrawFn, cluster_id: str = "c0ffee") -> list[ClusterState]:
+    return run(cs.new_cluster("a", 8, cluster_id=cluster_id), draw(ops))
 
 
 @st.composite
@@ -76,8 +76,9 @@ def replica(draw: st.DrawFn, history: list[ClusterState]) -> ClusterState:
 @settings(max_examples=150, deadline=None)
 @given(st.data())
 def test_merge_is_commutative_associative_idempotent_on_one_history(data: st.DataObject) -> None:
-    history = data.draw(histories())
-    a, b, c = (data.draw(replica(history)) for _ in range(3))
+    history = data.draw(histories(data.draw(st.sampled_from(["", "c0ffee"]))))
+    # A node that has just started with a seed holds the empty state (no cluster id yet).
+    a, b, c = (data.draw(st.one_of(replica(history), st.just(cs.empty()))) for _ in range(3))
     assert cs.merge(a, b) == cs.merge(b, a)
     assert cs.merge(a, b).digest == cs.merge(b, a).digest
     assert cs.merge(cs.merge(a, b), c) == cs.merge(a, cs.merge(b, c))
@@ -123,3 +124,13 @@ def test_a_later_state_of_one_history_absorbs_an_earlier_one(history: list[Clust
 def test_random_bytes_decode_or_raise_decode_error_only(data: bytes) -> None:
     with contextlib.suppress(DecodeError):
         cs.decode(data)
+
+
+@settings(max_examples=50, deadline=None)
+@given(histories("c0ffee"), histories("beef"), st.data())
+def test_states_of_clusters_founded_apart_are_foreign_and_never_merged(
+    left: list[ClusterState], right: list[ClusterState], data: st.DataObject
+) -> None:
+    a, b = data.draw(st.sampled_from(left)), data.draw(st.sampled_from(right))
+    assert cs.foreign(a, b) and cs.foreign(b, a)
+    assert not cs.foreign(a, cs.empty()) and cs.merge(cs.empty(), a).cluster_id == "c0ffee"

@@ -62,6 +62,7 @@ from dynakv.core.ring import Ring
 
 STATE_TAG: Final = "cluster.state"
 DIGEST_BYTES: Final = 16
+CLUSTER_ID_MAX: Final = 64
 _PERSON: Final = b"dynakv.cluster"
 
 
@@ -121,6 +122,10 @@ class ClusterState:
     moves: tuple[Move, ...] = ()
     claimant: str | None = None
     staged: Mapping[str, Staged] = field(default_factory=lambda: MappingProxyType({}))
+    # Chosen once, by the node that founds the cluster (`new_cluster`), and carried by every state since:
+    # two clusters founded apart under one cluster name never merge (`foreign`). "" until a node holds a
+    # founded cluster's state, and for statically configured clusters (`from_ring`).
+    cluster_id: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.staged, MappingProxyType):
@@ -128,6 +133,8 @@ class ClusterState:
         object.__setattr__(self, "moves", tuple(self.moves))
         if not 0 <= self.ring_version <= VERSION_MAX:
             raise ConfigError("ring_version", f"{self.ring_version} is out of range")
+        if not isinstance(self.cluster_id, str) or len(self.cluster_id) > CLUSTER_ID_MAX:
+            raise ConfigError("cluster_id", f"expected a string of at most {CLUSTER_ID_MAX} characters")
         if self.ring is None and (self.moves or self.ring_version or self.claimant is not None):
             raise ConfigError("ring", "moves, a ring version or a claimant without a ring")
         if any(a.partition >= b.partition for a, b in pairwise(self.moves)):
@@ -145,7 +152,8 @@ class ClusterState:
     @functools.cached_property
     def encoded(self) -> bytes:
         fields = [_members_bytes(self), *_epoch_fields(self, flags=True), _staged(self)]
-        return codec.encode(STATE_TAG, fields)
+        # A state of no founded cluster keeps the six fields it was written with before cluster ids.
+        return codec.encode(STATE_TAG, [*fields, self.cluster_id] if self.cluster_id else fields)
 
     @functools.cached_property
     def digest(self) -> bytes:
@@ -206,13 +214,23 @@ def empty() -> ClusterState:
 
 
 def new_cluster(
-    name: str, partitions: int, zone: str | None = None, address: str | None = None
+    name: str,
+    partitions: int,
+    zone: str | None = None,
+    address: str | None = None,
+    cluster_id: str = "",
 ) -> ClusterState:
     """A one-node cluster (a node started without a seed): it is valid, owns every partition and is
-    the claimant. Version 1, so that any real cluster state beats the empty one."""
+    the claimant. Version 1, so that any real cluster state beats the empty one. `cluster_id` names
+    this founding (the runtime draws it at random)."""
     members = MembershipView([Member(name, MemberState.VALID, 1, zone, address)])
     ring = Ring(partitions, (name,) * partitions)
-    return ClusterState(members, ring, 1, (), name)
+    return ClusterState(members, ring, 1, (), name, cluster_id=cluster_id)
+
+
+def foreign(a: ClusterState, b: ClusterState) -> bool:
+    """Whether `a` and `b` belong to clusters founded apart: such states must never be merged."""
+    return bool(a.cluster_id) and bool(b.cluster_id) and a.cluster_id != b.cluster_id
 
 
 def _bump(state: ClusterState, name: str, kind: ChangeKind) -> ClusterState:
@@ -297,7 +315,9 @@ def _completed(*states: ClusterState) -> set[tuple[int, str, str, int]]:
 
 def merge(a: ClusterState, b: ClusterState) -> ClusterState:
     """The least state that includes both (module docstring): members and staged entries by version,
-    the greater ring epoch whole, completion flags by "or"."""
+    the greater ring epoch whole, completion flags by "or", the cluster id of the founded one. States
+    of two clusters (`foreign`) have no merge."""
+    assert not foreign(a, b), f"merging clusters {a.cluster_id!r} and {b.cluster_id!r}"
     if a.digest == b.digest:
         return a
     members = a.members if a.members == b.members else merge_members(a.members, b.members)
@@ -305,7 +325,8 @@ def merge(a: ClusterState, b: ClusterState) -> ClusterState:
     winner = a if a.epoch_key >= b.epoch_key else b
     done = _completed(a, b)
     moves = tuple(replace(m, complete=True) if m.ident in done else m for m in winner.moves)
-    merged = ClusterState(members, winner.ring, winner.ring_version, moves, winner.claimant, staged)
+    epoch = (winner.ring, winner.ring_version, moves, winner.claimant)
+    merged = ClusterState(members, *epoch, staged, a.cluster_id or b.cluster_id)
     # Hand back an input itself when it already is the result: callers compare digests, and the
     # cached encoding is reused.
     return a if merged == a else (b if merged == b else merged)
@@ -365,7 +386,13 @@ def _decode_staged(value: Any, at: str) -> Staged:
 def decode(data: bytes) -> ClusterState:
     """The state `encode` wrote; anything else (including broken invariants) raises `DecodeError`."""
     payload = codec.decode(data, STATE_TAG)
-    members_raw, ring_raw, version, moves_raw, claimant, staged_raw = want_tuple(payload, "state", 6)
+    fields = list(want_list(payload, "state"))
+    cluster_id = ""
+    if len(fields) == 7:
+        cluster_id = want_str(fields.pop(), "state.cluster_id")
+        if not cluster_id:
+            raise DecodeError("state.cluster_id: an empty id is written as no field")
+    members_raw, ring_raw, version, moves_raw, claimant, staged_raw = want_tuple(fields, "state", 6)
     members = decode_view(want_bytes(members_raw, "state.members"))
     ring = want_optional(ring_raw, "state.ring", lambda v, f: Ring.decode(want_bytes(v, f)))
     moves = [_decode_move(m, f"state.moves[{i}]") for i, m in enumerate(want_list(moves_raw, "state.moves"))]
@@ -381,6 +408,7 @@ def decode(data: bytes) -> ClusterState:
             tuple(moves),
             want_optional(claimant, "state.claimant", _name),
             {s.name: s for s in staged},
+            cluster_id,
         )
     except ConfigError as exc:
         raise DecodeError(f"state: {exc}") from None

@@ -119,6 +119,10 @@ class ClusterWiring:
 
     def on_message(self, src: str, msg: GossipMessage, out: list[Effect]) -> None:
         self._apply(self.gossip.on_message(src, msg), out)
+        if self.gossip.foreign:
+            # A state of another cluster with this cluster's name: refused (cluster_state.foreign).
+            self.counters["cluster.foreign_refused"] += len(self.gossip.foreign)
+            self.gossip.foreign.clear()
 
     def update(self, state: ClusterState) -> bool:
         """Adopt a state changed on this node (an admin change, a completed transfer); whether it changed."""

@@ -96,6 +96,8 @@ class Gossip:
         self._state = state
         self._rounds = 0
         self._next_round_ms: int | None = None
+        # Cluster ids of states refused (`cluster_state.foreign`), for the node to count and log.
+        self.foreign: set[str] = set()
 
     @property
     def state(self) -> ClusterState:
@@ -157,6 +159,10 @@ class Gossip:
         raise AssertionError(f"not a gossip message: {msg!r}")
 
     def _absorb(self, theirs: ClusterState) -> bool:
+        if cs.foreign(self._state, theirs):
+            # Another cluster under the same name (founded apart): never merge, whatever its epoch.
+            self.foreign.add(theirs.cluster_id)
+            return False
         before = self._state.digest
         state = cs.merge(self._state, theirs)
         if self.join is not None and state.ring is not None and self.name not in state.members:

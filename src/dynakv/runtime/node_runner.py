@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import random
+import secrets
 import signal
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -77,7 +78,8 @@ def initial_state(config: NodeConfig) -> tuple[ClusterState, JoinIntent | None]:
         return cs.from_ring(ring, {name: str(address) for name, address in config.members.items()}), None
     if config.seeds:
         return cs.empty(), JoinIntent()
-    return cs.new_cluster(config.name, config.partitions), None
+    # The founding's id: random, so that two clusters founded apart never merge (cluster_state.foreign).
+    return cs.new_cluster(config.name, config.partitions, cluster_id=secrets.token_hex(8)), None
 
 
 class NodeRunner:

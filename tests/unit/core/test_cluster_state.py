@@ -190,6 +190,24 @@ def test_malformed_states_are_decode_errors(mutate: object) -> None:
         cs.decode(codec.encode(cs.STATE_TAG, mutate(payload)))
 
 
+def test_the_cluster_id_is_kept_carried_into_a_joiner_and_guards_against_another_cluster() -> None:
+    founded = cs.new_cluster("a", 8, cluster_id="f00d")
+    assert cs.decode(cs.encode(founded)).cluster_id == "f00d"
+    assert len(_payload(founded)) == 7 and len(_payload(cs.new_cluster("a", 8))) == 6
+    joiner = cs.merge(cs.empty(), founded)  # a node started with a seed, once it heard from it
+    assert joiner.cluster_id == "f00d" and cs.stage_join(joiner, "b").cluster_id == "f00d"
+    other = cs.new_cluster("a", 8, cluster_id="beef")
+    assert cs.foreign(founded, other) and not cs.foreign(founded, cs.empty())
+    with pytest.raises(AssertionError):
+        cs.merge(founded, other)
+
+
+@pytest.mark.parametrize("extra", ["", 7, "x" * (cs.CLUSTER_ID_MAX + 1)])
+def test_a_bad_cluster_id_is_a_decode_error(extra: object) -> None:
+    with pytest.raises(DecodeError):
+        cs.decode(codec.encode(cs.STATE_TAG, [*_payload(cs.new_cluster("a", 8)), extra]))
+
+
 def test_every_truncation_and_garbage_is_a_decode_error() -> None:
     data = cs.encode(three_nodes())
     for cut in range(len(data)):

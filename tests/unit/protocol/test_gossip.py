@@ -256,3 +256,16 @@ def test_gossip_is_deterministic_for_a_seed() -> None:
 
     assert trace(5) == trace(5)
     assert trace(5)[0] != trace(6)[0]
+
+
+def test_a_cluster_founded_apart_under_the_same_name_is_refused_and_a_joiner_takes_the_id() -> None:
+    """x founded cluster "a1", y founded "b2": y's state must not be merged into x's (their rings have
+    nothing to do with each other; the merge would keep the epoch of one). A joiner through x adopts "a1"."""
+    x = node("x", cs.new_cluster("x", Q, cluster_id="a1"))
+    y = node("y", cs.new_cluster("y", Q, cluster_id="b2"))
+    before = x.state
+    out = x.on_message("y", GossipState(y.state, reply=True))
+    assert x.state is before and not out.changed and x.foreign == {"b2"}
+    joiner = node("j", cs.empty(), seeds=("x",))
+    joiner.on_message("x", GossipState(x.state, reply=False))
+    assert joiner.state.cluster_id == "a1" and "j" in joiner.state.members
