@@ -10,13 +10,16 @@
   cursors rather than starting over (the entries it received after the restart, from the counters it
   logs on a clean stop, fall short of everything it holds by what it held at the kill), and completes.
 
-N is 3_000 in the default run and 20_000 under `-m slow`.
+* After a join, with n_val 1, the old owner deletes what it handed off: the two nodes hold each key once.
+
+N is 20_000 (the issue's figure) in the default run; 3_000 under `-m slow` (`-k 3k`) for a quicker look.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import logging
 import re
 import shutil
 import signal
@@ -35,9 +38,11 @@ from tests.integration.test_membership import StartNode, cli, start_node, states
 
 __all__ = ["start_node"]  # the fixture, imported for pytest
 
+log = logging.getLogger(__name__)
 BUCKET = b"acc"
 FLIP_TIMEOUT_S = 60.0
-SIZES = [pytest.param(3_000, id="3k"), pytest.param(20_000, id="20k", marks=pytest.mark.slow)]
+# The issue's 20k keys (about 2.5 minutes on the CI machine); 3k for a quicker local run with -k 3k.
+SIZES = [pytest.param(20_000, id="20k"), pytest.param(3_000, id="3k", marks=pytest.mark.slow)]
 
 
 def value_of(key: str) -> bytes:
@@ -163,7 +168,6 @@ def test_grow_by_two_under_writes_then_a_leave_and_a_removal(start_node: StartNo
     n_val, quorum = 3, 2
     nodes = form(start_node, ["m1", "m2", "m3"], "--n-val", str(n_val))
     loaded = [f"k{i}" for i in range(keys)]
-    time.monotonic()
     put_all(nodes[0], loaded, quorum)
 
     # Two more join while a writer runs.
@@ -173,11 +177,11 @@ def test_grow_by_two_under_writes_then_a_leave_and_a_removal(start_node: StartNo
         ]
         wait_for(lambda: states(nodes[0]).get("m4") == states(nodes[0]).get("m5") == "joining", 30, "joins")
         assert planned(nodes[0], "m4", "m5")
-        time.monotonic()
         commit(nodes[0])
         wait_settled(nodes, "the ring to flip to five members")
     assert grow.failed == [], grow.failed[:5]
     assert len(grow.written) > 0
+    log.info("grow: %d keys loaded, %d written during the joins, none failed", keys, len(grow.written))
     check_readable(nodes, loaded + grow.written, r=n_val)
 
     # One leaves, one is killed and removed, the writer still running (through the three that stay).
@@ -201,6 +205,7 @@ def test_grow_by_two_under_writes_then_a_leave_and_a_removal(start_node: StartNo
         wait_settled(stay, "the ring to settle on three members")
     assert shrink.failed == [], shrink.failed[:5]
     assert len(shrink.written) > 0
+    log.info("shrink: %d written during the leave and the removal, none failed", len(shrink.written))
     check_readable(stay, loaded + grow.written + shrink.written, r=n_val)
 
 
