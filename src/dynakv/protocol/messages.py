@@ -431,6 +431,7 @@ class TransferKind(enum.Enum):
     HINTED = "hinted"
     OWNERSHIP = "ownership"
     REPAIR = "repair"
+    CLEANUP = "cleanup"  # an old owner's copies to a current primary, deleted once acked
 
 
 @dataclass(frozen=True, slots=True)

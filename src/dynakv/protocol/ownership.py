@@ -25,7 +25,8 @@ accepts).
 
 Completion: once every duty of this node is acknowledged to the end, it marks its moves complete
 (`cluster_state.mark_complete`); gossip carries the flags to the claimant, which flips them
-(`claimant.claimant_tick`). After the flip the old owner deletes its copies (ownership_cleanup.py).
+(`claimant.claimant_tick`). After the flip the old owner hands its copies to a current primary and
+deletes them (ownership_cleanup.py).
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ class Ownership:
                 break
         self._start_repairs(now_ms, down, out)
         self._complete_if_done(cluster)
-        self.cleanup.on_tick(now_ms, cluster.state)
+        self.cleanup.on_tick(now_ms, cluster.state, down, self.handoff.manager, out)
 
     def _complete_if_done(self, cluster: ClusterWiring) -> None:
         state = cluster.state
@@ -148,6 +149,8 @@ class Ownership:
     def on_finished(self, status: TransferStatus) -> None:
         """A transfer of the shared manager finished: an ownership duty is done when it was one."""
         duty = (status.partition, status.target)
+        if status.kind is TransferKind.CLEANUP:
+            self.cleanup.finished(status)
         if status.kind is TransferKind.REPAIR and duty in self._repairs:
             self._repairs.discard(duty)
             self.counters["ownership.repairs_done"] += 1

@@ -70,6 +70,10 @@ def test_stats_without_metrics_keeps_the_counts() -> None:
         "transfer_repair_bytes_sent": 0,
         "transfer_repair_keys_acked": 0,
         "transfer_repair_bytes_acked": 0,
+        "transfer_cleanup_keys_sent": 0,
+        "transfer_cleanup_bytes_sent": 0,
+        "transfer_cleanup_keys_acked": 0,
+        "transfer_cleanup_bytes_acked": 0,
         "ownership_cleanup_pending": 0,
         "ownership_cleaned_keys": 9,
     }
