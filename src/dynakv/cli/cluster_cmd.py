@@ -111,7 +111,7 @@ RING_EPILOG: Final = (
 Without a RING_COMMAND, `dynakv ring --host ADDR` (or --cluster DIR) shows the live ring as that node
 sees it: ring version, members with their state and the partitions they own, pending transfers.
 --json prints {"ring_version", "partitions", "n_val", "members": [{"name", "state", "partitions"}],
-"transfers_pending", "moves": [...]}.
+"owners": [the owner of partition 0, of 1, ...], "transfers_pending", "moves": [...]}.
 """
 )
 
@@ -144,6 +144,7 @@ def _run_ring(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         "members": [
             {"name": m.name, "state": m.state, "partitions": m.partitions_owned} for m in status.members
         ],
+        "owners": list(transfers.owners),
         **{k: v for k, v in reply_json(transfers).items() if k != "ring_version"},
     }
     if args.json:

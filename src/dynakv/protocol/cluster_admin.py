@@ -94,7 +94,8 @@ class ClusterAdmin:
     def _transfers(self) -> ClusterTransfersReply:
         state = self.cluster.state
         moves = tuple(TransferInfo(m.partition, m.old_owner, m.new_owner, m.complete) for m in state.moves)
-        return ClusterTransfersReply(state.ring_version, moves)
+        owners = () if state.ring is None else state.ring.owners
+        return ClusterTransfersReply(state.ring_version, moves, owners)
 
     def commit_here(self) -> ClusterPlanReply | Failure:
         """On the claimant: apply the staged changes (the plan's lines say what they do)."""

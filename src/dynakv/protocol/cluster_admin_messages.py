@@ -62,8 +62,13 @@ class TransferInfo:
 
 @dataclass(frozen=True, slots=True)
 class ClusterTransfersReply:
+    """The ring the asked node holds: its version, the pending moves and the owner of each partition
+    (`owners[p]`; empty while the node belongs to no cluster yet). One reply, so the three are of one
+    ring epoch: a ring view that asked for them apart could straddle a flip."""
+
     ring_version: int
     moves: tuple[TransferInfo, ...]
+    owners: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
