@@ -6,6 +6,11 @@ cluster address, data dir and pid, and can `kill9(name)`, `restart(name)` (`dyna
 alone, as a user would), `stop(name)` (SIGTERM) and `stop_all()`. Every process is stopped by pid
 when the test ends, whatever happened; nothing is ever killed by name.
 
+`dev` forms a fresh cluster the dynamic way (dev1 alone, the others through it as seed, one commit), so
+which node owns which partition is whatever its claimant made of the joins: `live_ring(client)` (and
+`Cluster.ring()`) reads the ring a running node holds, as `dynakv ring --json` prints it. A test that
+reads a stopped node's storage takes the ring from the cluster while it runs.
+
 `NativeConn` is a deliberately tiny, test-only client of the native protocol over a raw socket (the
 real client library lives in dynakv.client and is tested on its own): Hello, then numbered requests.
 
@@ -29,6 +34,7 @@ from typing import Any
 import pytest
 
 from dynakv.core.objects import Content
+from dynakv.core.ring import Ring
 from dynakv.protocol.messages import ClientReply, ClientRequest, GetReply, GetRequest, PutRequest
 from dynakv.wire.codec import (
     PROTOCOL_VERSION,
@@ -42,6 +48,9 @@ from dynakv.wire.framing import FrameDecoder, encode_frame
 
 FRAME_MAX = 64 << 20
 START_TIMEOUT_S = 30.0
+# `dev` bounds each step of forming a cluster itself (its --ready-timeout, 30 s a step) and says which
+# step failed; wait longer than its steps together, so that its message is what a test reports.
+FORM_TIMEOUT_S = 150.0
 STOP_TIMEOUT_S = 15.0
 IO_TIMEOUT_S = 10.0
 
@@ -143,6 +152,23 @@ def get(bucket: bytes, key: bytes, **kw: Any) -> GetRequest:
 # -- clusters --------------------------------------------------------------------------------------------
 
 
+def live_ring(client: str) -> tuple[Ring, int]:
+    """The ring the node at client address `client` holds now, and its n_val, read as an operator would
+    (`dynakv ring --json --host`). Refuses a ring with moves pending: a test reasons about one settled
+    ring, and an unsettled one is not the ring the cluster will keep."""
+    run = subprocess.run(
+        dynakv_command("ring", "--json", "--host", client),
+        capture_output=True,
+        text=True,
+        timeout=IO_TIMEOUT_S * 3,
+        check=False,
+    )
+    assert run.returncode == 0, f"dynakv ring --host {client}: exit {run.returncode}: {run.stderr}"
+    view = json.loads(run.stdout)
+    assert view["moves"] == [], f"{client} holds a ring with moves pending: {view['moves'][:5]}"
+    return Ring(view["partitions"], tuple(view["owners"])), int(view["n_val"])
+
+
 @dataclass
 class NodeInfo:
     name: str
@@ -175,6 +201,11 @@ class Cluster:
     def request(self, name: str, request: ClientRequest) -> ClientReply:
         with self.connect(name) as conn:
             return conn.request(request)
+
+    def ring(self, name: str | None = None) -> tuple[Ring, int]:
+        """The ring `name` (default: the first node not killed) holds now, and its n_val: `live_ring`."""
+        asked = name or next(n for n in self.names if n not in self.killed)
+        return live_ring(self.client(asked))
 
     def kill9(self, name: str) -> None:
         node = self.nodes[name]
@@ -302,7 +333,7 @@ def launch_dev(root: Path, nodes: int, *args: str, connected: bool = True) -> Cl
             stderr=log,
         )
     try:
-        data = wait_for(lambda: _cluster_file(root, dev, dev_log), START_TIMEOUT_S, "cluster.json")
+        data = wait_for(lambda: _cluster_file(root, dev, dev_log), FORM_TIMEOUT_S, "cluster.json")
     except BaseException:
         dev.send_signal(signal.SIGTERM)
         _wait_or_kill(dev)

@@ -1,8 +1,9 @@
 """A node whose data is wiped is restored by anti-entropy alone, driven through `dynakv repair` (issue 5 (c)).
 
 3 nodes, n_val 3 (every node is a primary of every key), sqlite. Keys are written with w=all; dev3 is
-stopped, its storage directory deleted (node.json stays: the node keeps its name and addresses, as an
-operator replacing a failed disk would), and it is restarted empty. No get touches the keys afterwards,
+stopped, its storage directory deleted (node.json stays: the node keeps its name, addresses and seed,
+as an operator replacing a failed disk would), and it is restarted empty; it learns the cluster's state,
+its ring included, again from the others through gossip. No get touches the keys afterwards,
 so read repair cannot be what restores them; nothing was written while dev3 was down, so there are no
 hints to hand off either: only anti-entropy can move the data back.
 
@@ -25,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from dynakv.client import Client
-from dynakv.core.claim import claim
 from dynakv.core.objects import visible_siblings
+from dynakv.core.ring import Ring
 from dynakv.protocol.replica import read_local
 from dynakv.storage.registry import open_engine
 from tests.integration.conftest import Cluster, StartCluster, wait_for
@@ -62,10 +63,9 @@ def repaired_keys(cluster: Cluster) -> int:
     return int(finals[0])
 
 
-def held(node_dir: Path) -> dict[bytes, list[bytes]]:
-    """The visible values a stopped sqlite node holds for KEYS, read straight from its storage."""
-    settings = json.loads((node_dir / "node.json").read_text())
-    ring = claim(sorted(settings["members"]), settings["partitions"], settings["n_val"])
+def held(node_dir: Path, ring: Ring) -> dict[bytes, list[bytes]]:
+    """The visible values a stopped sqlite node holds for KEYS, read straight from its storage (under
+    each key's partition in the cluster's `ring`)."""
     storage = open_engine("sqlite", str(node_dir / "storage"))
     try:
         found = {}
@@ -88,13 +88,16 @@ def test_a_wiped_node_is_restored_by_repair_and_a_second_repair_moves_nothing(
     start_cluster: StartCluster,
 ) -> None:
     cluster = start_cluster(nodes=3, storage="sqlite")
+    # Taken while every node runs. The wiped node loses its stored cluster state with its storage, and
+    # learns the ring again from its seed (dev1) through gossip.
+    ring, _ = cluster.ring()
     with Client([cluster.client("dev1")]) as client:
         for key in KEYS:
             client.put(BUCKET, key, b"value of " + key, w="all")
 
     cluster.stop(WIPED)
     data_dir = cluster.nodes[WIPED].data_dir
-    assert held(data_dir) == {key: [b"value of " + key] for key in KEYS}  # it had them all
+    assert held(data_dir, ring) == {key: [b"value of " + key] for key in KEYS}  # it had them all
     shutil.rmtree(data_dir / "storage")
     cluster.restart(WIPED)
     cluster.wait_connected()  # probes a key never written: no read repair of KEYS
@@ -103,7 +106,7 @@ def test_a_wiped_node_is_restored_by_repair_and_a_second_repair_moves_nothing(
     assert repaired_keys(cluster) > 0
 
     cluster.stop(WIPED)
-    missing = {key: values for key, values in held(data_dir).items() if values != [b"value of " + key]}
+    missing = {key: values for key, values in held(data_dir, ring).items() if values != [b"value of " + key]}
     assert not missing, f"{len(missing)} keys not restored on {WIPED}: {sorted(missing)[:5]}"
 
     cluster.restart(WIPED)  # its trees are rebuilt from disk in the background

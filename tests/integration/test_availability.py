@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import Any
 
 from dynakv.client import Client, DynakvClientError
-from dynakv.core.claim import claim
 from dynakv.core.config import Timing
 from dynakv.core.objects import visible_siblings
 from dynakv.core.preflist import preference_list, primaries
@@ -70,12 +69,6 @@ log = logging.getLogger(__name__)
 def settings(cluster: Cluster, name: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((cluster.nodes[name].data_dir / "node.json").read_text())
     return data
-
-
-def ring_of(cluster: Cluster) -> tuple[Ring, int]:
-    """The ring every node builds (node_runner: claim over the sorted members) and the n_val."""
-    s = settings(cluster, cluster.names[0])
-    return claim(sorted(s["members"]), s["partitions"], s["n_val"]), s["n_val"]
 
 
 def value_of(key: bytes) -> bytes:
@@ -179,7 +172,7 @@ def keys_with_primaries(ring: Ring, n_val: int, wanted: tuple[str, ...], count: 
 
 def test_puts_survive_two_dead_primaries_and_the_hints_drain_to_them(start_cluster: StartCluster) -> None:
     cluster = start_cluster(nodes=5, storage="sqlite", n_val=3)
-    ring, n_val = ring_of(cluster)
+    ring, n_val = cluster.ring()
     first = b"a-0"
     partition = ring.partition_for_key(BUCKET, first)
     prefs = primaries(ring, partition, n_val)
@@ -435,7 +428,7 @@ def test_a_stopped_node_fails_requests_only_until_detected_and_catches_up(
     cluster = start_cluster(nodes=5, storage="sqlite", n_val=3)
     configure_timing(cluster, {"suspect_after_ms": SUSPECT_AFTER_MS, "probe_interval_ms": PROBE_INTERVAL_MS})
     assert settings(cluster, STOPPED)["timing"]["suspect_after_ms"] == SUSPECT_AFTER_MS
-    ring, n_val = ring_of(cluster)
+    ring, n_val = cluster.ring()
 
     def prefs(key: bytes) -> tuple[str, ...]:
         return primaries(ring, ring.partition_for_key(BUCKET, key), n_val)

@@ -29,7 +29,6 @@ its puts fail as unavailable, 3 needed, at most 2 acknowledged), and lmdb with t
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -38,8 +37,8 @@ from pathlib import Path
 import pytest
 
 from dynakv.client import AsyncClient, Client, ConnectionLost, DynakvClientError, Unavailable
-from dynakv.core.claim import claim
 from dynakv.core.objects import visible_siblings
+from dynakv.core.ring import Ring
 from dynakv.protocol.replica import read_local
 from dynakv.storage.registry import open_engine
 from tests.integration.conftest import Cluster, StartCluster, wait_for
@@ -87,10 +86,9 @@ class Stream:
         self.errors.append(AssertionError(f"writer {index} was stopped before it saw a failure"))
 
 
-def stored_values(engine: str, node_dir: Path, keys: list[bytes]) -> dict[bytes, list[bytes]]:
-    """Each key's visible sibling values, read straight from a stopped node's storage engine."""
-    settings = json.loads((node_dir / "node.json").read_text())
-    ring = claim(sorted(settings["members"]), settings["partitions"], settings["n_val"])
+def stored_values(engine: str, node_dir: Path, ring: Ring, keys: list[bytes]) -> dict[bytes, list[bytes]]:
+    """Each key's visible sibling values, read straight from a stopped node's storage engine (where a
+    key is stored: under its partition in the cluster's `ring`)."""
     storage = open_engine(engine, str(node_dir / "storage"))
     try:
         return {
@@ -135,6 +133,7 @@ def test_kill9_during_acknowledged_puts_loses_none_of_them(
     start_cluster: StartCluster, engine: str, victim: str
 ) -> None:
     cluster = start_cluster(nodes=3, storage=engine, n_val=3)
+    ring, _ = cluster.ring()  # now, while every node runs: the victim's storage is read once it stopped
     # dev1 is a primary of every key (3 nodes, n_val 3), so it coordinates every put itself.
     stream = stream_until_killed(cluster, via="dev1", victim=victim)
 
@@ -158,7 +157,7 @@ def test_kill9_during_acknowledged_puts_loses_none_of_them(
     assert cluster.stop(victim) == 0
 
     control = b"never-written"
-    found = stored_values(engine, cluster.nodes[victim].data_dir, [*acked, b"after-restart", control])
+    found = stored_values(engine, cluster.nodes[victim].data_dir, ring, [*acked, b"after-restart", control])
     lost = [key for key in acked if found[key] != [value_of(key)]]
     assert not lost, (
         f"{len(lost)} of {len(acked)} acknowledged puts are missing or wrong on {victim} "

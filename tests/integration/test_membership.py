@@ -114,6 +114,9 @@ def test_plan_and_commit_through_a_node_that_is_not_the_claimant(start_node: Sta
         "m2": ("valid", 32),
     }
     assert view["ring_version"] >= 3  # the commit, then the flip
+    # Each partition's owner, agreeing with the counts.
+    assert len(view["owners"]) == 64
+    assert {name: view["owners"].count(name) for name in ("m1", "m2")} == {"m1": 32, "m2": 32}
     status = cli("status", "--host", second.client, "--json")
     assert {m["name"] for m in json.loads(status.stdout)["members"]} == {"m1", "m2"}
 

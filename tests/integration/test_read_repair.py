@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 
 from dynakv.client import Client
-from dynakv.core.claim import claim
 from dynakv.core.objects import StoredObject, visible_siblings
+from dynakv.core.ring import Ring
 from dynakv.protocol.replica import read_local
 from dynakv.storage.registry import open_engine
 from tests.integration.conftest import Cluster, StartCluster
@@ -48,10 +48,9 @@ KEYS = [*MISSING, *OUTDATED, DELETED]
 VIA_STALE = {MISSING[0], MISSING[1], OUTDATED[0]}  # these are read through dev3 itself
 
 
-def stored(node_dir: Path, keys: list[bytes]) -> dict[bytes, StoredObject]:
-    """The objects a stopped (or killed) sqlite node holds, read straight from its storage engine."""
-    settings = json.loads((node_dir / "node.json").read_text())
-    ring = claim(sorted(settings["members"]), settings["partitions"], settings["n_val"])
+def stored(node_dir: Path, ring: Ring, keys: list[bytes]) -> dict[bytes, StoredObject]:
+    """The objects a stopped (or killed) sqlite node holds, read straight from its storage engine (under
+    each key's partition in the cluster's `ring`)."""
     storage = open_engine("sqlite", str(node_dir / "storage"))
     try:
         return {key: read_local(storage, ring.partition_for_key(BUCKET, key), BUCKET, key) for key in keys}
@@ -98,6 +97,7 @@ def test_a_get_repairs_missing_outdated_and_deleted_copies_on_a_stale_replica(
 ) -> None:
     cluster = start_cluster(nodes=3, storage="sqlite", n_val=3)
     stale_dir = cluster.nodes[STALE].data_dir
+    ring, _ = cluster.ring()  # while every node runs: dev3's storage is read while it is down
     with Client(cluster.client("dev1")) as client:
         v1 = {key: client.put(BUCKET, key, b"v1 of " + key, w=3).context for key in [*OUTDATED, DELETED]}
         cluster.kill9(STALE)
@@ -108,7 +108,7 @@ def test_a_get_repairs_missing_outdated_and_deleted_copies_on_a_stale_replica(
         client.delete(BUCKET, DELETED, context=v1[DELETED], w=2)
 
     # The precondition, read from the dead node's storage: without a repair the test would fail.
-    before = stored(stale_dir, KEYS)
+    before = stored(stale_dir, ring, KEYS)
     assert all(len(before[key].siblings) == 0 for key in MISSING), before
     assert all(values(before[key]) == [b"v1 of " + key] for key in [*OUTDATED, DELETED]), before
 
@@ -121,7 +121,7 @@ def test_a_get_repairs_missing_outdated_and_deleted_copies_on_a_stale_replica(
         attempts += 1
         repair_by_gets(cluster, stale)
         assert cluster.stop(STALE) == 0
-        after = stored(stale_dir, KEYS)
+        after = stored(stale_dir, ring, KEYS)
         stale = [key for key in KEYS if not is_repaired(key, after[key])]
         if not stale:
             break

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from dynakv.core.claim import claim
 from dynakv.core.objects import decode_object, visible_siblings
+from dynakv.core.ring import Ring
 from dynakv.protocol.messages import Failure, FailureKind, GetReply, PutReply
 from dynakv.storage.registry import open_engine
 from dynakv.wire.codec import PROTOCOL_VERSION, Hello, decode_hello, encode_hello
@@ -54,11 +54,8 @@ def counters_in_log(node_dir: Path) -> dict[str, int]:
     return counters
 
 
-def stored_value(
-    engine_name: str, node_dir: Path, key: bytes, partitions: int, members: list[str]
-) -> list[bytes]:
-    """Read one key straight from a stopped node's storage engine."""
-    ring = claim(sorted(members), partitions, 3)
+def stored_value(engine_name: str, node_dir: Path, key: bytes, ring: Ring) -> list[bytes]:
+    """Read one key straight from a stopped node's storage engine (under its partition in `ring`)."""
     store = open_engine(engine_name, str(node_dir / "storage"))
     try:
         raw = store.get(ring.partition_for_key(BUCKET, key), BUCKET, key)
@@ -82,9 +79,24 @@ def check_ready_files(cluster: Cluster) -> None:
             host, port = parse_address(address)
             assert host == "127.0.0.1" and port > 0
             socket.create_connection((host, port), timeout=5).close()  # really listening
-        saved = json.loads((node.data_dir / "node.json").read_text())
-        assert saved["members"][name] == ready["cluster"]
-        assert sorted(saved["members"]) == cluster.names
+
+
+def check_formed_through_seeds(cluster: Cluster) -> Ring:
+    """`dev` formed the cluster the dynamic way, not from a member list: each node.json names only the
+    node itself, and dev2.. have dev1 as their seed; every node holds the same ring, which all members
+    share evenly, with no move pending (`Cluster.ring` refuses one). Returns that ring."""
+    seed = cluster.nodes["dev1"].cluster
+    rings = {}
+    for name in cluster.names:
+        saved = json.loads((cluster.nodes[name].data_dir / "node.json").read_text())
+        assert saved["members"] == {name: cluster.nodes[name].cluster}, saved
+        assert saved["seeds"] == ([] if name == "dev1" else [seed]), saved
+        rings[name] = cluster.ring(name)
+    ring, n_val = rings["dev1"]
+    assert all(held == (ring, n_val) for held in rings.values()), rings
+    counts = ring.counts()
+    assert sorted(counts) == cluster.names and max(counts.values()) - min(counts.values()) <= 1, counts
+    return ring
 
 
 def test_three_nodes_survive_one_kill_fail_clearly_at_two_and_restart_with_their_data(
@@ -92,6 +104,7 @@ def test_three_nodes_survive_one_kill_fail_clearly_at_two_and_restart_with_their
 ) -> None:
     cluster = start_cluster(nodes=3, storage="sqlite", n_val=3)
     check_ready_files(cluster)
+    ring = check_formed_through_seeds(cluster)
     first = cluster.request("dev1", put(BUCKET, b"k1", b"v1", w=2))
     assert isinstance(first, PutReply), first
     for name in cluster.names:
@@ -130,8 +143,8 @@ def test_three_nodes_survive_one_kill_fail_clearly_at_two_and_restart_with_their
     # SIGTERM stops it cleanly (exit 0); its storage, read directly, holds what it acknowledged.
     assert cluster.stop("dev3") == 0
     dev3_dir = cluster.nodes["dev3"].data_dir
-    assert stored_value("sqlite", dev3_dir, b"k1", 64, cluster.names) == [b"v1"]
-    assert stored_value("sqlite", dev3_dir, b"k4", 64, cluster.names) == [b"v4"]
+    assert stored_value("sqlite", dev3_dir, b"k1", ring) == [b"v1"]
+    assert stored_value("sqlite", dev3_dir, b"k4", ring) == [b"v4"]
     assert not (dev3_dir / "ready.json").exists()
     assert cluster.stop_all() == 0
 
@@ -247,14 +260,34 @@ def test_dev_on_own_addresses_restarts_with_its_data(start_cluster: StartCluster
     assert wait_for(lambda: _connections_to(port) == {"127.0.0.41", "127.0.0.43"}, 10, "peer links to dev2")
 
     old = {name: cluster.nodes[name].cluster for name in cluster.names}
+    old_ring = cluster.ring()
     assert cluster.stop_all() == 0
     dev_output = cluster.dev_log.read_text()
     assert "exited with code" not in dev_output, dev_output  # every node stopped with exit 0
     cluster.relaunch()
     assert {name: cluster.nodes[name].cluster for name in cluster.names} == old
+    # The same nodes, restarted on the ring in their stored cluster state: nothing formed again.
+    assert all(cluster.ring(name) == old_ring for name in cluster.names)
     for name in cluster.names:
         assert values(cluster.request(name, get(BUCKET, b"k", r=3))) == [b"v"], name
     assert cluster.stop_all() == 0
+
+
+def test_dev_refuses_a_directory_whose_cluster_never_formed(tmp_path: Path) -> None:
+    """A first run stopped while forming leaves node dirs and no cluster.json; restarting those nodes
+    would leave joins staged and never committed, so `dev` refuses the directory up front."""
+    (tmp_path / "dev1").mkdir()
+    (tmp_path / "dev1" / "node.json").write_text("{}")
+    run = subprocess.run(
+        dynakv_command("dev", "--nodes", "2", "--data", str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 2, (run.stdout, run.stderr)
+    assert "no cluster.json" in run.stderr and "start afresh" in run.stderr, run.stderr
+    assert not (tmp_path / "dev1" / "node.log").exists()  # nothing was started
 
 
 def _run_solo(data: Path, *flags: str) -> tuple[subprocess.Popen[bytes], dict[str, str]]:

@@ -183,7 +183,8 @@ Without a RING_COMMAND, `dynakv ring --host ADDR` (or --cluster DIR) shows the l
 sees it: ring version, members with their state and the partitions they own, the moves of the last
 commit until the ring flips them (`dynakv cluster transfers` shows their progress).
 --json prints {"ring_version", "partitions", "n_val", "members": [{"name", "state", "partitions"}],
-"transfers_pending" (moves not complete), "moves": [{"partition", "from", "to", "complete"}]}.
+"owners": [the owner of partition 0, of 1, ...], "transfers_pending" (moves not complete),
+"moves": [{"partition", "from", "to", "complete"}]}.
 """
 )
 
@@ -216,6 +217,7 @@ def _run_ring(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         "members": [
             {"name": m.name, "state": m.state, "partitions": m.partitions_owned} for m in status.members
         ],
+        "owners": list(transfers.owners),
         **{k: v for k, v in moves_json(transfers).items() if k != "ring_version"},
     }
     if args.json:

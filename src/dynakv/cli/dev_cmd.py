@@ -5,42 +5,48 @@ Node i (1..N) is named "dev{i}", keeps its data in DIR/dev{i} (log in DIR/dev{i}
 Each node serves the native protocol on its client port and the Riak-compatible HTTP API on its http
 port; cluster.json records both.
 
-Ports: members need each other's cluster addresses before any of them starts, so port 0 will not do.
-`dev` picks free ports itself, below the kernel's ephemeral range (a port in that range can be taken by
-an outgoing connection while its node is down, so a restart could not bind it again): it binds a
-random free port on each node's address, and closes the socket just before starting the nodes (all
-sockets stay open until every port is picked, so no two nodes get the same one). Another process can
-take a port in between; that node then fails to bind, and `dev` reports it with its log. Fixed base
-ports were the alternative, but they collide whenever two clusters (two test runs, two users) share a
-machine.
+A fresh DIR's cluster forms the way an operator grows one (membership is dynamic): dev1 starts alone,
+a one-node cluster; dev2..devN start with `--seed` and dev1's cluster address, and each stages its own
+join; dev commits the joins (as `dynakv cluster commit`) and waits until every node holds the ring
+shared by all N members, with no move pending. Only then does it write DIR/cluster.json and print the
+nodes. Every node is given the same --storage, --partitions and --n-val (n_val 3 by default, or N if
+fewer). --ready-timeout bounds each step: a node ready, the joins seen, the ring settled.
+
+Ports: a node's addresses are saved in its node.json and gossiped to the others, so a restart must
+bind the same ports again, and port 0 will not do. `dev` picks free ports itself, below the kernel's
+ephemeral range (a port in that range can be taken by an outgoing connection while its node is down,
+so a restart could not bind it again): it binds a random free port on each node's address, and closes
+the socket just before starting the nodes (all sockets stay open until every port is picked, so no two
+nodes get the same one). Another process can take a port in between; that node then fails to bind,
+and `dev` reports it with its log. Fixed base ports were the alternative, but they collide whenever two
+clusters (two test runs, two users) share a machine.
 
 A re-run on an existing DIR restarts the same nodes from their data dirs (`dynakv node --data
-DIR/dev{i}`), with the addresses saved in their node.json. A node that dies is reported on stderr,
-not restarted; restart it by hand with `dynakv node --data DIR/dev{i}` (this `dev` will then not stop
-it). Ctrl-C or SIGTERM stops every node `dev` started: SIGTERM by pid, SIGKILL after a deadline.
+DIR/dev{i}`), with the addresses saved in their node.json and the ring in their stored cluster state;
+it forms nothing. A DIR whose first run stopped before its cluster had formed (it has no cluster.json)
+is refused: remove it and start afresh. A node that dies is reported on stderr, not restarted; restart
+it by hand with `dynakv node --data DIR/dev{i}` (this `dev` will then not stop it). Ctrl-C or SIGTERM
+stops every node `dev` started: SIGTERM by pid, SIGKILL after a deadline.
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
 import random
 import signal
 import socket
-import subprocess
 import sys
 import threading
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any, Final
+from typing import Any, Final
 
-from dynakv.core.config import N_VAL_MAX
+from dynakv.cli import dev_form
+from dynakv.cli.dev_nodes import DevNode, err, report_death, start, stop_all, wait_ready
+from dynakv.core.config import N_VAL_MAX, ClusterConfig
 from dynakv.runtime.node_state import (
     NODE_FILE,
-    READY_FILE,
     Address,
     load_config,
     parse_address,
@@ -49,24 +55,8 @@ from dynakv.runtime.node_state import (
 from dynakv.storage.registry import DEFAULT_ENGINE, ENGINES
 
 READY_TIMEOUT_S: Final = 30.0
-STOP_TIMEOUT_S: Final = 10.0
-POLL_S: Final = 0.05
 WATCH_S: Final = 0.2
-LOG_TAIL_LINES: Final = 15
-
-
-@dataclass
-class DevNode:
-    name: str
-    data_dir: Path
-    command: list[str]
-    proc: subprocess.Popen[bytes] | None = None
-    ready: dict[str, Any] | None = None
-    reported_dead: bool = False
-
-    @property
-    def log_path(self) -> Path:
-        return self.data_dir / "node.log"
+CLUSTER_FILE: Final = "cluster.json"
 
 
 def register(commands: Any) -> None:
@@ -83,13 +73,14 @@ def register(commands: Any) -> None:
     add("--base-ip", metavar="IP", help="node i binds the i-th address from IP (default: all on 127.0.0.1)")
     add("--partitions", type=int, metavar="Q", help="ring size (default 64)")
     add("--n-val", type=int, metavar="N", help=f"replicas per key, 1-{N_VAL_MAX} (default 3, or N if fewer)")
-    add("--ready-timeout", type=float, default=READY_TIMEOUT_S, metavar="S", help="seconds (default 30)")
+    add(
+        "--ready-timeout",
+        type=float,
+        default=READY_TIMEOUT_S,
+        metavar="S",
+        help="seconds for each step of a start: nodes ready, joins seen, ring settled (default 30)",
+    )
     parser.set_defaults(run=run_dev)
-
-
-def _err(text: str) -> None:
-    sys.stderr.write(f"dynakv dev: {text}\n")
-    sys.stderr.flush()
 
 
 def _hosts(count: int, base_ip: str | None) -> list[str]:
@@ -156,23 +147,25 @@ def _node_command(data_dir: Path) -> list[str]:
     return [sys.executable, "-m", "dynakv", "node", "--data", str(data_dir)]
 
 
+def _n_val(args: argparse.Namespace) -> int:
+    """The n_val every node of a fresh cluster is given. Explicitly, even the default: dev1 starts
+    alone, and a lone node's own default is its member count, 1."""
+    given: int | None = args.n_val
+    nodes: int = args.nodes
+    return given if given is not None else min(ClusterConfig().n_val, nodes)
+
+
 def _fresh_nodes(args: argparse.Namespace, root: Path) -> list[DevNode]:
+    """The nodes' first-start commands; `dev_form.form` adds the seed to all but dev1's."""
     names = [f"dev{i}" for i in range(1, args.nodes + 1)]
     hosts = _hosts(args.nodes, args.base_ip)
     ports = _free_ports(hosts)
-    cluster = {name: Address(host, p[0]) for name, host, p in zip(names, hosts, ports, strict=True)}
     nodes = []
-    for name, host, (_, client_port, http_port) in zip(names, hosts, ports, strict=True):
-        command = [*_node_command(root / name), "--name", name, "--listen", str(cluster[name])]
+    for name, host, (cluster_port, client_port, http_port) in zip(names, hosts, ports, strict=True):
+        command = [*_node_command(root / name), "--name", name, "--listen", str(Address(host, cluster_port))]
         command += ["--client", str(Address(host, client_port)), "--http", str(Address(host, http_port))]
-        for other in names:
-            if other != name:
-                command += ["--member", f"{other}={cluster[other]}"]
-        for flag, value in (
-            ("--storage", args.storage),
-            ("--partitions", args.partitions),
-            ("--n-val", args.n_val),
-        ):
+        command += ["--n-val", str(_n_val(args))]
+        for flag, value in (("--storage", args.storage), ("--partitions", args.partitions)):
             if value is not None:
                 command += [flag, str(value)]
         nodes.append(DevNode(name, root / name, command))
@@ -184,6 +177,11 @@ def _existing_nodes(args: argparse.Namespace, root: Path) -> list[DevNode] | Non
     found = sorted(p.parent.name for p in root.glob(f"dev*/{NODE_FILE}"))
     if not found:
         return None
+    if not (root / CLUSTER_FILE).exists():
+        raise ValueError(
+            f"{root} holds nodes ({', '.join(found)}) but no {CLUSTER_FILE}: an earlier `dynakv dev` "
+            "stopped before its cluster had formed; remove the directory to start afresh"
+        )
     expected = [f"dev{i}" for i in range(1, args.nodes + 1)]
     if sorted(found) != sorted(expected):
         raise ValueError(
@@ -192,64 +190,8 @@ def _existing_nodes(args: argparse.Namespace, root: Path) -> list[DevNode] | Non
     flags = {"--storage": args.storage, "--base-ip": args.base_ip, "--partitions": args.partitions}
     ignored = [flag for flag, value in {**flags, "--n-val": args.n_val}.items() if value is not None]
     if ignored:
-        _err(f"restarting the nodes in {root}: {', '.join(ignored)} ignored (settings are in each node.json)")
+        err(f"restarting the nodes in {root}: {', '.join(ignored)} ignored (settings are in each node.json)")
     return [DevNode(name, root / name, _node_command(root / name)) for name in expected]
-
-
-def _start(node: DevNode) -> None:
-    node.data_dir.mkdir(parents=True, exist_ok=True)
-    log: IO[bytes] = open(node.log_path, "ab")  # noqa: SIM115 (the child keeps it; closed below)
-    try:
-        node.proc = subprocess.Popen(node.command, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-    finally:
-        log.close()
-
-
-def _read_ready(node: DevNode) -> dict[str, Any] | None:
-    try:
-        data = json.loads((node.data_dir / READY_FILE).read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None  # not written yet (the rename makes a partial file impossible; be lenient anyway)
-    assert node.proc is not None
-    # A ready.json left by an earlier, killed run names another pid: not this node's.
-    return data if isinstance(data, dict) and data.get("pid") == node.proc.pid else None
-
-
-def _log_tail(node: DevNode) -> str:
-    try:
-        lines = node.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except FileNotFoundError:
-        return ""
-    return "\n".join(f"    {line}" for line in lines[-LOG_TAIL_LINES:])
-
-
-def _report_death(node: DevNode) -> None:
-    assert node.proc is not None
-    node.reported_dead = True
-    _err(f"{node.name} (pid {node.proc.pid}) exited with code {node.proc.returncode}; log {node.log_path}:")
-    tail = _log_tail(node)
-    if tail:
-        sys.stderr.write(tail + "\n")
-
-
-def _wait_ready(nodes: list[DevNode], timeout_s: float, stop: threading.Event) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not stop.is_set():
-        for node in nodes:
-            if node.ready is None:
-                node.ready = _read_ready(node)
-            assert node.proc is not None
-            if node.ready is None and node.proc.poll() is not None:
-                _report_death(node)
-                return False
-        if all(node.ready is not None for node in nodes):
-            return True
-        if time.monotonic() > deadline:
-            late = ", ".join(n.name for n in nodes if n.ready is None)
-            _err(f"not ready after {timeout_s:g} s: {late} (see their node.log)")
-            return False
-        stop.wait(POLL_S)
-    return False
 
 
 def _cluster_record(nodes: list[DevNode]) -> dict[str, Any]:
@@ -282,7 +224,7 @@ def _announce(root: Path, nodes: list[DevNode]) -> None:
             f"client {node.ready['client']:<21} http {node.ready.get('http') or '-':<21} log {node.log_path}"
         )
     out += [
-        f"cluster file: {root / 'cluster.json'}",
+        f"cluster file: {root / CLUSTER_FILE}",
         "try:",
         f"  dynakv put --cluster {root} mybucket mykey 'hello'",
         f"  dynakv get --cluster {root} mybucket mykey",
@@ -298,40 +240,44 @@ def _watch(nodes: list[DevNode], stop: threading.Event) -> None:
     while not stop.wait(WATCH_S):
         for node in nodes:
             if node.proc is not None and not node.reported_dead and node.proc.poll() is not None:
-                _report_death(node)
+                report_death(node)
 
 
-def _stop_all(nodes: list[DevNode]) -> None:
-    """SIGTERM every node still running (by pid: only processes this dev started), SIGKILL after a
-    deadline. Popen knows whether its child exited, so a reaped pid is never signalled."""
-    running = [n for n in nodes if n.proc is not None and n.proc.poll() is None]
-    for node in running:
-        assert node.proc is not None
-        node.proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    for node in running:
-        assert node.proc is not None
-        try:
-            code = node.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            _err(f"{node.name} (pid {node.proc.pid}) did not stop within {STOP_TIMEOUT_S:g} s; killing it")
-            node.proc.kill()
-            node.proc.wait()
-            continue
-        if code != 0:
-            _report_death(node)
+def _check(args: argparse.Namespace) -> str | None:
+    """What is wrong with the arguments, or None."""
+    if args.nodes < 1:
+        return "--nodes must be at least 1"
+    if args.n_val is not None:
+        # More replicas than nodes: a static cluster refused it; a growing one would accept it and give
+        # every key fewer distinct replicas than n_val, so dev refuses it as before. A lone node was
+        # always allowed any n_val (its replicas are all on itself).
+        most = N_VAL_MAX if args.nodes == 1 else min(N_VAL_MAX, args.nodes)
+        if not 1 <= args.n_val <= most:
+            return f"--n-val {args.n_val} is outside 1 to {most} for {args.nodes} nodes"
+    return None
+
+
+def _start_nodes(nodes: list[DevNode], fresh: bool, timeout_s: float, stop: threading.Event) -> bool:
+    """Start the nodes: a fresh cluster is formed (dev_form), an earlier one restarted as it was."""
+    if fresh:
+        return dev_form.form(nodes, timeout_s, stop)
+    for node in nodes:
+        start(node)
+    return wait_ready(nodes, timeout_s, stop)
 
 
 def run_dev(args: argparse.Namespace) -> int:
-    if args.nodes < 1:
-        _err("--nodes must be at least 1")
+    problem = _check(args)
+    if problem is not None:
+        err(problem)
         return 2
     root: Path = args.data
     root.mkdir(parents=True, exist_ok=True)
     try:
-        nodes = _existing_nodes(args, root) or _fresh_nodes(args, root)
-    except (ValueError, OSError) as err:
-        _err(str(err))
+        existing = _existing_nodes(args, root)
+        nodes = existing or _fresh_nodes(args, root)
+    except (ValueError, OSError) as error:
+        err(str(error))
         return 2
     stop = threading.Event()
 
@@ -340,15 +286,13 @@ def run_dev(args: argparse.Namespace) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        for node in nodes:
-            _start(node)
-        if not _wait_ready(nodes, args.ready_timeout, stop):
+        if not _start_nodes(nodes, existing is None, args.ready_timeout, stop):
             return 0 if stop.is_set() else 1
-        write_json_atomically(root / "cluster.json", _cluster_record(nodes))
+        write_json_atomically(root / CLUSTER_FILE, _cluster_record(nodes))
         _announce(root, nodes)
         _watch(nodes, stop)
         return 0
     finally:
-        _stop_all(nodes)
+        stop_all(nodes)
         for sig, handler in previous.items():
             signal.signal(sig, handler)

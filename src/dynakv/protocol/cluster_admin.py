@@ -107,7 +107,8 @@ class ClusterAdmin:
         """The moves as this node holds them when the members' answers are in."""
         state = self.cluster.state
         moves = tuple(TransferInfo(m.partition, m.old_owner, m.new_owner, m.complete) for m in state.moves)
-        return ClusterTransfersReply(state.ring_version, moves, nodes)
+        owners = () if state.ring is None else state.ring.owners
+        return ClusterTransfersReply(state.ring_version, moves, nodes, owners)
 
     def commit_here(self) -> ClusterPlanReply | Failure:
         """On the claimant: apply the staged changes (the plan's lines say what they do)."""

@@ -69,12 +69,15 @@ class TransferInfo:
 
 @dataclass(frozen=True, slots=True)
 class ClusterTransfersReply:
-    """The pending moves of the asked node's ring epoch, and each member's transfers (`nodes`, in name
-    order: what it answered, or that it did not; protocol/transfer_progress.py matches them up)."""
+    """The ring the asked node holds: its version, the pending moves and the owner of each partition
+    (`owners[p]`; empty while the node belongs to no cluster yet), of one ring epoch (a view that asked
+    for them apart could straddle a flip); and each member's transfers (`nodes`, in name order: what it
+    answered, or that it did not; protocol/transfer_progress.py matches them up)."""
 
     ring_version: int
     moves: tuple[TransferInfo, ...]
     nodes: tuple[NodeTransfers, ...] = ()
+    owners: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

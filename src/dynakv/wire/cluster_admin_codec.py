@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from dynakv.core.codec import want_bool, want_int, want_list, want_list_of, want_optional, want_str
+from dynakv.core.codec import (
+    want_bool,
+    want_int,
+    want_list,
+    want_list_of,
+    want_optional,
+    want_str,
+    want_tuple,
+)
+from dynakv.core.config import PARTITIONS_MAX
 from dynakv.core.errors import DecodeError
 from dynakv.protocol.cluster_admin_messages import (
     ClusterCommitForward,
@@ -120,16 +129,35 @@ def _transfer(value: Any, field: str) -> TransferInfo:
     )
 
 
+def _owners_fields(owners: tuple[str, ...]) -> list[Any]:
+    """`[names, indexes]`: each partition's owner as an index into the sorted distinct names, as the
+    ring is stored (core/ring.py), so a 65536-partition ring costs a byte or two per partition."""
+    names = sorted(set(owners))
+    index = {name: i for i, name in enumerate(names)}
+    return [names, [index[owner] for owner in owners]]
+
+
+def _owners(value: Any, field: str) -> tuple[str, ...]:
+    names_raw, indexes_raw = want_tuple(value, field, 2)
+    names = want_list_of(names_raw, f"{field}.names", _name)
+    indexes = want_list(indexes_raw, f"{field}.indexes")
+    if len(indexes) > PARTITIONS_MAX or len(names) > len(indexes):
+        raise DecodeError(f"{field}: {len(names)} names for {len(indexes)} partitions")
+    last = len(names) - 1
+    return tuple(names[want_int(i, f"{field}.indexes", 0, last)] for i in indexes)
+
+
 def cluster_reply_fields(reply: ClusterReply) -> list[Any]:
     match reply:
         case ClusterPlanReply():
             return [PLAN_REPLY, *_plan_fields(reply)]
-        case ClusterTransfersReply(version, moves, nodes):
+        case ClusterTransfersReply(version, moves, nodes, owners):
             return [
                 TRANSFERS_REPLY,
                 version,
                 [[m.partition, m.old_owner, m.new_owner, m.complete] for m in moves],
                 [node_transfers_fields(n) for n in nodes],
+                _owners_fields(owners),
             ]
     raise AssertionError(f"not a cluster reply: {reply!r}")
 
@@ -137,11 +165,12 @@ def cluster_reply_fields(reply: ClusterReply) -> list[Any]:
 def decode_cluster_reply(tag: int, f: list[Any]) -> ClusterReply:
     if tag == PLAN_REPLY:
         return _decode_plan(f)
-    if tag == TRANSFERS_REPLY and len(f) == 3:
+    if tag == TRANSFERS_REPLY and len(f) == 4:
         return ClusterTransfersReply(
             _u64(f[0], "ring_version"),
             tuple(want_list_of(f[1], "moves", _transfer)),
             decode_nodes(f[2], "nodes"),
+            _owners(f[3], "owners"),
         )
     raise DecodeError(f"tag {tag} with {len(f)} fields is not a cluster reply")
 

@@ -34,6 +34,7 @@ REPLIES: list[NodeReply] = [
     PLAN,
     ClusterTransfersReply(4, (TransferInfo(1, "n1", "n4", False), TransferInfo(9, "n2", "n4", True))),
     ClusterTransfersReply(1, ()),
+    ClusterTransfersReply(2, (TransferInfo(0, "n1", "n2", False),), owners=("n1", "n1", "n2", "n1")),
 ]
 PEER: list[PeerMessage] = [
     ClusterCommitForward(7),
@@ -62,8 +63,11 @@ def test_peer_messages_round_trip(msg: PeerMessage) -> None:
     [
         [60, 1, "promote", "n1"],  # not a staged change
         [61, 1, "extra"],
-        [65, 1, 2, [[1, "a", "b"]], []],  # a move without its flag
-        [65, 1, 2, [[1, "a", "b", False]]],  # no per-node progress
+        [65, 1, 2, [[1, "a", "b"]], [], []],  # a move without its flag
+        [65, 1, 2, [[1, "a", "b", False]]],  # no per-node progress, no owners
+        [65, 1, 2, [], [], [["a"], [0, 1]]],  # an owner index past the names
+        [65, 1, 2, [], [], [["a", "b"], [0]]],  # more names than partitions
+        [65, 1, 2, [], [], [["a"]]],  # owners without their indexes
         [28],
         [29, 1, "not a plan", "", ""],
     ],
