@@ -290,11 +290,16 @@ def mark_complete(state: ClusterState, partition: int, new_owner: str) -> Cluste
 def acting_claimant(state: ClusterState) -> str | None:
     """Who computes ownership: the claimant that wrote the epoch while it is still valid or leaving
     (a stable choice, as Riak's), else the first valid member in name order; None with no valid member.
-    Every node with the same state names the same claimant."""
+    A member staged for removal is passed over: it is usually dead, and a dead claimant could never
+    commit its own removal (the operator's `cluster remove` is what moves the role, as Riak's
+    `down`). Every node with the same state names the same claimant."""
+    doomed = {s.name for s in state.active_staged() if s.kind is ChangeKind.REMOVE}
     current = state.members.get(state.claimant) if state.claimant is not None else None
-    if current is not None and current.state in (MemberState.VALID, MemberState.LEAVING):
+    stays = current is not None and current.state in (MemberState.VALID, MemberState.LEAVING)
+    if current is not None and stays and current.name not in doomed:
         return current.name
-    return next((m.name for m in state.members.values() if m.state is MemberState.VALID), None)
+    valid = (m.name for m in state.members.values() if m.state is MemberState.VALID and m.name not in doomed)
+    return next(valid, None)
 
 
 # --- merge -------------------------------------------------------------------------------------------

@@ -156,11 +156,15 @@ class Handoff:
 
     def set_members(self, members: Set[str], ring: Ring, ring_known: bool) -> None:
         """The members other than this node, and the ring (`ring_known` false: a placeholder while the
-        node has not found its cluster). Hinted transfers to a node no longer a member are cancelled;
+        node has not found its cluster). Transfers to a node no longer a member are cancelled;
         its hints, like every hint whose target the new ring no longer makes a primary of the hint's
         partition, move to the partition's primaries over the next ticks."""
         for gone in sorted(self.members - members):
-            self.manager.on_peer_down(gone)
+            # A node no longer a member receives nothing again: its transfers of every kind end here
+            # (paused ones would hold a place under the manager's bound forever).
+            for status in self.manager.status():
+                if status.target == gone:
+                    self.manager.cancel(status.transfer_id)
         self.members = frozenset(members)
         self.ring = ring
         self.retarget.set_ring(ring if ring_known else None)

@@ -111,6 +111,7 @@ class Ownership:
         mine = [(q, target) for q, target, sender in duties(state, self.n_val) if sender == self.name]
         self._duties = mine
         self._done &= set(mine)
+        self._cancel_stale(set(mine), state)
         self._forward = {}
         self._note_lost(self._ring, state.ring)
         self._note_repairs(self._ring, state)
@@ -122,6 +123,20 @@ class Ownership:
 
     def _level(self) -> None:
         self.counters["ownership.duties_pending"] = len(self._duties) - len(self._done)
+
+    def _cancel_stale(self, mine: set[Duty], state: ClusterState) -> None:
+        """Ownership transfers for duties a new epoch no longer implies (a move planned again, a target
+        removed) are cancelled: left paused, they would hold places under the manager's bound that the
+        new duties need. Repairs for a target no longer a member are dropped likewise."""
+        self._repairs = {(q, t) for q, t in self._repairs if state.is_member(t)}
+        manager = self.handoff.manager
+        for status in manager.status():
+            duty = (status.partition, status.target)
+            stale_move = status.kind is TransferKind.OWNERSHIP and duty not in mine
+            stale_repair = status.kind is TransferKind.REPAIR and duty not in self._repairs
+            if stale_move or stale_repair:
+                manager.cancel(status.transfer_id)
+                self.counters["ownership.transfers_cancelled"] += 1
 
     def on_tick(self, now_ms: int, down: Set[str], cluster: ClusterWiring, out: list[Effect]) -> None:
         self.on_state(cluster.state)

@@ -136,6 +136,19 @@ def test_the_claimant_is_stable_while_valid_then_the_first_valid_member() -> Non
     assert cs.acting_claimant(cs.empty()) is None
 
 
+def test_a_claimant_staged_for_removal_passes_the_role_on() -> None:
+    """A dead claimant could never commit its own removal (sim seed 150 of --churn --leave --remove):
+    staging the removal moves the role to the first other valid member; clearing it moves it back."""
+    state = three_nodes()
+    assert cs.acting_claimant(state) == "a"
+    doomed = cs.stage_remove(state, "a")
+    assert cs.acting_claimant(doomed) == "b"
+    assert cs.acting_claimant(cs.stage_remove(doomed, "b")) == "c"
+    assert cs.acting_claimant(cs.clear_staged(doomed, ["a"])) == "a"
+    committed = claimant.commit(doomed, 3)
+    assert committed.members["a"].state is MemberState.REMOVED and committed.claimant == "b"
+
+
 def test_invariants_are_checked() -> None:
     state = three_nodes()
     ring = state.ring

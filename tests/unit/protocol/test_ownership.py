@@ -149,3 +149,37 @@ def test_a_removed_nodes_replicas_are_rebuilt_from_the_survivors() -> None:
         q = ring.partition_for_key(b"b", key)
         for owner in primaries(ring, q, 3):
             assert net.engines[owner].get(q, b"b", key) is not None, (key, owner)
+
+
+def test_transfers_to_a_node_removed_mid_move_are_cancelled_and_the_ring_settles() -> None:
+    """n4 joins and goes silent while partitions move to it; it is removed. The senders' transfers to
+    it, paused and holding places under the manager's bound, are cancelled (sim seed 244 of --churn
+    --leave --remove hung on them), and the ring settles on n1..n3 with every key on its primaries."""
+    net = start()
+    put_keys(net, 200)
+    net.engines["n4"] = MemoryEngine()
+    joiner = Node("n4", "n4#0", cs.empty(), net.engines["n4"], SETTINGS, seeds=["n1"], join=JoinIntent())
+    net.add("n4", joiner)
+    net.settle(20)
+    net.nodes["n1"].cluster.update(claimant.commit(net.nodes["n1"].cluster.state, 3))
+    net.settle(2)
+    net.drop_to.add("n4")  # silent from now on: no batch reaches it, no ack comes back
+    net.settle(5)
+    def sending_to_n4(name: str) -> bool:
+        return any(s.target == "n4" for s in net.nodes[name].availability.handoff.manager.status())
+
+    assert any(sending_to_n4(n) for n in NODES), "no transfer to n4 under way"
+    del net.nodes["n4"]
+    state = cs.stage_remove(net.nodes["n1"].cluster.state, "n4")
+    net.nodes["n1"].cluster.update(claimant.commit(state, 3))
+    net.settle(300)
+    for name in NODES:
+        node = net.nodes[name]
+        assert not sending_to_n4(name)
+        assert not node.cluster.state.moves and "n4" not in (node.cluster.state.ring or RING).owners, name
+    ring = net.nodes["n1"].cluster.state.ring
+    assert ring is not None
+    for i in range(200):
+        key = f"k{i}".encode()
+        q = ring.partition_for_key(b"b", key)
+        assert all(net.engines[o].get(q, b"b", key) is not None for o in primaries(ring, q, 3)), key
