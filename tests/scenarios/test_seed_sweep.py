@@ -311,3 +311,14 @@ def test_the_churn_sweep_with_a_leave_and_a_removal_passes_every_checker(seeds: 
     assert replay_command(seeds.start, config).endswith("--churn --leave --remove")
     result = run_seed(seeds.start, config)
     assert "n6" in result.owners and len(result.owners) == 4  # five nodes, one joined, one left, one removed
+
+
+SLOW_CHURN_SEEDS = range(30, 330)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seeds", chunks(SLOW_CHURN_SEEDS), ids=lambda r: f"churn{r.start}-{r.stop - 1}")
+def test_the_long_membership_sweep_passes_every_checker(seeds: range) -> None:
+    """Opt-in (`-m slow`): 300 more seeds with a join, a leave and a removal (the seeds that found a
+    dead claimant blocking its own removal and stale transfers holding the manager's bound)."""
+    sweep(seeds, RunConfig(churn=True, leave=True, remove=True))
