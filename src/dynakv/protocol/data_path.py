@@ -420,8 +420,12 @@ class DataPath:
         refused = (
             isinstance(reply, Failure) and reply.kind is FailureKind.UNAVAILABLE and reply.acknowledged == 0
         )
+        return refused and self._forward_to_next(req_id, forward, out)
+
+    def _forward_to_next(self, req_id: int, forward: PendingForward, out: list[Effect]) -> bool:
+        """Send the forward to the next reachable target it has not tried; whether there was one."""
         rest = [n for n in forward.rest if n not in self.down]
-        if not refused or not rest or forward.request is None:
+        if not rest or forward.request is None:
             return False
         self.counters["forwards.retried"] += 1
         self._forwards[req_id] = dataclasses.replace(forward, node=rest[0], rest=tuple(rest[1:]))
@@ -461,11 +465,7 @@ class DataPath:
         coordinator have written it before it went, the retry adds a sibling with the same value (as a
         client's retry would): a duplicate the reader merges, never a lost write."""
         del self._forwards[req_id]
-        rest = [n for n in forward.rest if n not in self.down]
-        if rest and forward.request is not None:
-            self.counters["forwards.retried"] += 1
-            self._forwards[req_id] = dataclasses.replace(forward, node=rest[0], rest=tuple(rest[1:]))
-            out.append(Send(rest[0], ForwardRequest(req_id, forward.request)))
+        if self._forward_to_next(req_id, forward, out):
             return
         why = f"the coordinator {forward.node} became unreachable, and no other replica of the key is"
         out.append(Reply(forward.ref, Failure(FailureKind.UNAVAILABLE, why, "w", forward.needed, 0)))

@@ -318,10 +318,14 @@ class HintLog:
 
     def _named_elsewhere(self, hint: Hint) -> bool:
         """Whether another target's hint names the same data entry (so it must stay)."""
-        for other in sorted(self._targets):
-            if other == hint.target or hint.partition not in self._targets[other].partitions:
+        return self.names(hint.partition, hint.bucket, hint.key, besides=hint.target)
+
+    def names(self, partition: int, bucket: bytes, key: bytes, besides: str | None = None) -> bool:
+        """Whether a hint (of a target other than `besides`) names this data entry."""
+        for target in sorted(self._targets):
+            if target == besides or partition not in self._targets[target].partitions:
                 continue
-            if self.storage.meta_get(hint_name(other, hint.partition, hint.bucket, hint.key)) is not None:
+            if self.storage.meta_get(hint_name(target, partition, bucket, key)) is not None:
                 return True
         return False
 

@@ -35,7 +35,7 @@ from dynakv.core.cluster_state import ClusterState
 from dynakv.core.preflist import primaries
 from dynakv.core.ring import Ring
 from dynakv.protocol.effects import Effect
-from dynakv.protocol.hints import HintLog, hint_name
+from dynakv.protocol.hints import HintLog
 from dynakv.protocol.messages import TransferEntry, TransferKind
 from dynakv.protocol.ports import DeleteOp, StorageEngine, StorageError, WriteOp
 from dynakv.protocol.transfer import (
@@ -227,10 +227,4 @@ class Cleanup:
         self._level()
 
     def _keep(self, partition: int, bucket: bytes, key: bytes) -> bool:
-        if self.is_primary(partition, bucket):
-            return True
-        return any(
-            self.storage.meta_get(hint_name(target, partition, bucket, key)) is not None
-            for target in self.hints.targets()
-            if partition in self.hints.partitions(target)
-        )
+        return self.is_primary(partition, bucket) or self.hints.names(partition, bucket, key)
